@@ -1,0 +1,225 @@
+"""The networks of the course and the paper's names for their layers.
+
+Every model here is a sequence of standard modules (Conv2d, ReLU, MaxPool2d,
+LocalResponseNorm, Dropout, AdaptiveAvgPool2d, Flatten, Linear), so the reverse
+passes of later chapters can walk it layer by layer. Layer names follow Zeiler &
+Fergus (2014): ``conv1``..``conv5`` are the *rectified* convolution outputs,
+``pool1``, ``pool2``, ``pool5`` the max-pooling outputs, ``norm1``, ``norm2`` the
+contrast-normalised maps where a model has them, ``fc6``, ``fc7`` the rectified
+dense layers and ``fc8`` the logits.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+__all__ = [
+    "alexnet", "zfnet", "mini_alexnet", "mini_zfnet",
+    "sequence", "layer_names", "layer_index", "get_layer", "activations", "check_images",
+]
+
+
+def alexnet(pretrained: bool = False, num_classes: int = 1000, progress: bool = True) -> nn.Module:
+    """torchvision's AlexNet (the single-tower "one weird trick" variant).
+
+    ``pretrained=True`` loads ``AlexNet_Weights.IMAGENET1K_V1`` through
+    torchvision's weights API, which downloads once to ``$TORCH_HOME/hub/checkpoints``
+    and verifies the file. The weights' metadata (categories, transforms) stays
+    reachable as ``model.weights``.
+    """
+    from torchvision.models import AlexNet_Weights
+    from torchvision.models import alexnet as tv_alexnet
+
+    weights = AlexNet_Weights.IMAGENET1K_V1 if pretrained else None
+    if weights is not None and num_classes != len(weights.meta["categories"]):
+        raise ValueError(f"pretrained AlexNet has {len(weights.meta['categories'])} classes, got num_classes={num_classes}")
+    model = tv_alexnet(weights=weights, progress=progress, num_classes=num_classes)
+    model.weights = weights
+    model.input_size = 224
+    return model
+
+
+def _convnet(conv1: nn.Conv2d, conv2: nn.Conv2d, widths, hidden: int, num_classes: int,
+             pool: dict, norm: bool, pooled: int, dropout: float, input_size: int) -> nn.Sequential:
+    """Five conv layers and three dense ones, in the order of the paper's Fig. 3:
+    filter, rectify, max pool, contrast normalise."""
+    c1, c2, c3, c4, c5 = widths
+
+    def lrn():
+        return [nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if norm else []
+
+    features = nn.Sequential(
+        conv1, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, **pool), *lrn(),
+        conv2, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, **pool), *lrn(),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, **pool),
+    )
+    classifier = nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(c5 * pooled * pooled, hidden), nn.ReLU(inplace=True),
+        nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )
+    model = nn.Sequential(OrderedDict(
+        features=features,
+        avgpool=nn.AdaptiveAvgPool2d(pooled),
+        flatten=nn.Flatten(),
+        classifier=classifier,
+    ))
+    # He initialisation keeps the signal's scale through eight rectified layers, so
+    # plain SGD starts learning at once (the paper's N(0, 1e-2) needs a long warm-up).
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    model.input_size = input_size
+    return model
+
+
+def zfnet(num_classes: int = 1000) -> nn.Sequential:
+    """The network of Zeiler & Fergus (2014), Fig. 3, with dense layers 3-5.
+
+    7x7 filters at stride 2 in layer 1 (AlexNet: 11x11 at stride 4), 5x5 at
+    stride 2 in layer 2, max pooling over 3x3 windows at stride 2, local contrast
+    normalisation after pooling in layers 1 and 2. At 224x224 input the maps are
+    110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 6. Conv1 is padded by 1 (224 + 2 - 7 is odd,
+    so the last row and column of padding are never reached). Pooling uses
+    ``ceil_mode=True`` and no padding, as Caffe does: 110 -> 55 and 26 -> 13 without
+    shifting the first window off the image. With 1000 classes the model has
+    62,357,608 parameters.
+    """
+    return _convnet(
+        nn.Conv2d(3, 96, 7, stride=2, padding=1), nn.Conv2d(96, 256, 5, stride=2),
+        widths=(96, 256, 384, 384, 256), hidden=4096, num_classes=num_classes,
+        pool=dict(ceil_mode=True), norm=True, pooled=6, dropout=0.5, input_size=224,
+    )
+
+
+MINI_WIDTHS = (48, 96, 128, 128, 96)
+
+
+def mini_alexnet(num_classes: int) -> nn.Sequential:
+    """An AlexNet-style network for 64x64 images: 11x11 filters at stride 4 in layer 1.
+
+    Maps at 64 px: conv1 16, pool1 8, conv2 8 (5x5, stride 1, as AlexNet),
+    pool2 4, conv3-5 4, pool5 2. Widths are a fraction of AlexNet's; the contrast
+    with :func:`mini_zfnet` is the one of the paper: only layers 1 and 2 differ.
+    Like torchvision's AlexNet the minis have no contrast normalisation: on a CPU
+    it costs more time than all the convolutions together and does not help here.
+    """
+    return _convnet(
+        nn.Conv2d(3, MINI_WIDTHS[0], 11, stride=4, padding=5), nn.Conv2d(MINI_WIDTHS[0], MINI_WIDTHS[1], 5, padding=2),
+        widths=MINI_WIDTHS, hidden=256, num_classes=num_classes,
+        pool=dict(padding=1), norm=False, pooled=2, dropout=0.5, input_size=64,
+    )
+
+
+def mini_zfnet(num_classes: int) -> nn.Sequential:
+    """A ZF-style network for 64x64 images: 7x7 filters at stride 2 in layer 1.
+
+    Maps at 64 px: conv1 32, pool1 16, conv2 8 (5x5 at stride 2, as ZFNet),
+    pool2 4, conv3-5 4, pool5 2: the same sizes as :func:`mini_alexnet` from
+    pool2 on, with a layer 1 that samples the image four times more densely.
+    """
+    return _convnet(
+        nn.Conv2d(3, MINI_WIDTHS[0], 7, stride=2, padding=3), nn.Conv2d(MINI_WIDTHS[0], MINI_WIDTHS[1], 5, stride=2, padding=2),
+        widths=MINI_WIDTHS, hidden=256, num_classes=num_classes,
+        pool=dict(padding=1), norm=False, pooled=2, dropout=0.5, input_size=64,
+    )
+
+
+def sequence(model: nn.Module) -> list[nn.Module]:
+    """The model's modules in the order its forward pass applies them.
+
+    Works for nested ``nn.Sequential`` models and for torchvision's AlexNet/VGG
+    layout (``features``, ``avgpool``, flatten, ``classifier``).
+    """
+    if isinstance(model, nn.Sequential):
+        return [m for child in model for m in sequence(child)]
+    if all(hasattr(model, a) for a in ("features", "avgpool", "classifier")):
+        return sequence(model.features) + [model.avgpool, nn.Flatten()] + sequence(model.classifier)
+    return [model]
+
+
+def _named_sequence(model: nn.Module) -> list[tuple[str | None, nn.Module]]:
+    """Pairs (paper name or None, module) in forward order."""
+    mods = sequence(model)
+    named: list[tuple[str | None, nn.Module]] = []
+    n_conv = n_fc = 0
+    for i, m in enumerate(mods):
+        nxt = mods[i + 1] if i + 1 < len(mods) else None
+        name = None
+        if isinstance(m, nn.Conv2d):
+            n_conv += 1
+            name = None if isinstance(nxt, nn.ReLU) else f"conv{n_conv}"
+        elif isinstance(m, nn.Linear):
+            n_fc += 1
+            name = None if isinstance(nxt, nn.ReLU) else f"fc{n_conv + n_fc}"
+        elif isinstance(m, nn.ReLU):
+            prev = mods[i - 1] if i else None
+            if isinstance(prev, nn.Conv2d):
+                name = f"conv{n_conv}"
+            elif isinstance(prev, nn.Linear):
+                name = f"fc{n_conv + n_fc}"
+        elif isinstance(m, nn.MaxPool2d):
+            name = f"pool{n_conv}"
+        elif isinstance(m, nn.LocalResponseNorm):
+            name = f"norm{n_conv}"
+        named.append((name, m))
+    return named
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The paper's names of the model's layers, input to output.
+
+    >>> layer_names(zfnet())
+    ['conv1', 'pool1', 'norm1', 'conv2', 'pool2', 'norm2', 'conv3', 'conv4', 'conv5', 'pool5', 'fc6', 'fc7', 'fc8']
+    """
+    return [name for name, _ in _named_sequence(model) if name is not None]
+
+
+def layer_index(model: nn.Module, name: str) -> int:
+    """Position of the named layer in :func:`sequence`; a KeyError lists the valid names."""
+    for i, (n, _) in enumerate(_named_sequence(model)):
+        if n == name:
+            return i
+    raise KeyError(f"unknown layer {name!r}; this model has {', '.join(layer_names(model))}")
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module whose output is the named layer (for ``conv1``: its ReLU)."""
+    return sequence(model)[layer_index(model, name)]
+
+
+def check_images(model: nn.Module, images: torch.Tensor) -> None:
+    """Raise a ValueError naming the problem if ``images`` cannot go into ``model``."""
+    first = next((m for m in sequence(model) if isinstance(m, nn.Conv2d)), None)
+    channels = first.in_channels if first is not None else 3
+    size = getattr(model, "input_size", None)
+    expected = f"[N, {channels}, {size}, {size}]" if size else f"[N, {channels}, H, W]"
+    if not torch.is_tensor(images) or images.dim() != 4:
+        shape = list(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"expected a batch of images shaped {expected}, got {shape}")
+    if images.shape[1] != channels:
+        raise ValueError(f"expected {channels} colour channels ({expected}), got {images.shape[1]} in shape {list(images.shape)}")
+    if size and tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(f"this model takes {size}x{size} images ({expected}), got {images.shape[-2]}x{images.shape[-1]}")
+
+
+@torch.no_grad()
+def activations(model: nn.Module, images: torch.Tensor, layers: str | list[str]) -> dict[str, torch.Tensor]:
+    """The named layers' outputs for a batch, running the network only as deep as needed."""
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    check_images(model, images)
+    wanted = {layer_index(model, name): name for name in layers}
+    out: dict[str, torch.Tensor] = {}
+    x = images
+    for i, m in enumerate(sequence(model)[: max(wanted) + 1]):
+        x = m(x)
+        if i in wanted:
+            # Safe without a copy: no module after a ReLU in these networks works in place.
+            out[wanted[i]] = x
+    return out

@@ -1,0 +1,258 @@
+"""The two worlds a chapter can run in.
+
+* ``imagenet``: torchvision's AlexNet with ``IMAGENET1K_V1`` weights, and the
+  validation split of torchvision's Imagenette (ten ImageNet classes) as the
+  validation set. Downloads once (torchvision verifies the files), then runs
+  from the cache.
+* ``synthetic``: no download at all. Procedural images (:mod:`zfcourse.synthetic`)
+  and small AlexNet-/ZF-style networks that the package trains on them in about
+  a minute on a CPU and caches on disk.
+
+``ZFCOURSE_WORLD`` (``imagenet`` | ``synthetic`` | ``auto``, default ``auto``)
+chooses; ``auto`` takes ``imagenet`` when its files are cached or its download
+servers answer within two seconds, else ``synthetic``, and says why.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from . import models, synthetic
+from .cache import cache_dir, cached, key
+from .device import default_device
+from .train import train
+
+WORLDS = ("imagenet", "synthetic", "auto")
+
+
+@dataclass(eq=False)
+class World:
+    """A model, its validation set and how to go between pixels and model input."""
+
+    name: str
+    model: nn.Module
+    val: Dataset
+    classes: list[str]
+    reason: str
+    image_size: int
+    normalize: Callable[[torch.Tensor], torch.Tensor]  # [0, 1] images -> model input
+    denormalize: Callable[[torch.Tensor], torch.Tensor]  # model input -> [0, 1] images
+    preprocess: Callable  # a PIL image -> one model input [3, S, S]
+    device: torch.device
+    info: dict = field(default_factory=dict)
+    train: Dataset | None = None
+    heldout: Dataset | None = None  # synthetic: images of classes the model never saw
+
+    def describe(self) -> str:
+        lines = [f"World: {self.name} ({self.reason}).",
+                 f"Model: {self.info.get('model', type(self.model).__name__)} on {self.device}.",
+                 f"Validation set: {len(self.val):,} images, {self.info.get('val_classes', len(self.classes))} classes."]
+        if "val_accuracy" in self.info:
+            lines.append(f"Validation accuracy of the model: {100 * self.info['val_accuracy']:.1f}%.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(f"> {line}  " for line in self.describe().splitlines())
+
+
+def world(name: str | None = None) -> World:
+    """The world a chapter runs in: ``name``, else ``$ZFCOURSE_WORLD``, else ``auto``.
+
+    Built once per process and shared by every call.
+    """
+    name = (name or os.environ.get("ZFCOURSE_WORLD") or "auto").strip().lower()
+    if name not in WORLDS:
+        raise ValueError(f"unknown world {name!r}; valid: {', '.join(WORLDS)} (argument or ZFCOURSE_WORLD)")
+    return _world(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _world(name: str) -> World:
+    if name == "synthetic":
+        return synthetic_world("chosen explicitly")
+    if name == "imagenet":
+        return imagenet_world("chosen explicitly")
+    ok, why = imagenet_available()
+    if ok:
+        try:
+            return imagenet_world(f"auto: {why}")
+        except RuntimeError as e:
+            why = str(e).splitlines()[0]
+    return synthetic_world(f"auto: the imagenet world is not available here: {why}")
+
+
+# --------------------------------------------------------------------------- synthetic
+
+SYNTHETIC = dict(seed=0, n_train=8000, n_val=2000, n_heldout=1500)
+RECIPE = dict(epochs=12, lr=0.02, momentum=0.9, weight_decay=5e-4, batch_size=128)
+ARCHS = {"alexnet": models.mini_alexnet, "zfnet": models.mini_zfnet}
+
+
+def synthetic_data(split: str) -> synthetic.SyntheticImages:
+    """The synthetic world's ``train``, ``val`` or ``heldout`` split (rendered once per process)."""
+    if split not in synthetic.SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(synthetic.SPLITS)}")
+    return _synthetic_data(split, SYNTHETIC["n_" + split], SYNTHETIC["seed"])
+
+
+@functools.lru_cache(maxsize=None)
+def _synthetic_data(split: str, n: int, seed: int) -> synthetic.SyntheticImages:
+    return synthetic.SyntheticImages(split, n, seed)
+
+
+def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, progress: bool = True):
+    """A mini network trained on the synthetic world, from the cache or trained now.
+
+    Returns ``(model, meta)`` with ``meta`` holding the validation accuracy and the
+    training time. The cache file is keyed by the architecture, the data and the
+    training recipe, so changing any of them trains afresh.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    torch.manual_seed(SYNTHETIC["seed"])
+    model = ARCHS[arch](len(synthetic.TRAIN_PAIRS))
+    recipe = dict(RECIPE, renorm_radius=renorm_radius)
+    k = key(arch=str(model), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
+    path = cache_dir() / "models" / f"mini_{arch}-{k}.pt"
+
+    def build():
+        hist = train(model, synthetic_data("train"), synthetic_data("val"), seed=SYNTHETIC["seed"],
+                     progress=progress, **recipe)
+        meta = {"val_accuracy": hist["val_accuracy"][-1], "train_seconds": hist["seconds"],
+                "history": {k: v for k, v in hist.items() if k != "seconds"}}
+        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}
+
+    def validate(obj):
+        model.load_state_dict(obj["state_dict"])
+        obj["meta"]["val_accuracy"]
+
+    ckpt = cached(path, build, validate)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt["meta"]
+
+
+def synthetic_world(reason: str) -> World:
+    model, meta = synthetic_model("alexnet")
+    val = synthetic_data("val")
+    size = synthetic.IMAGE_SIZE
+
+    def preprocess(image):
+        from torchvision.transforms.functional import center_crop, pil_to_tensor, resize
+        x = center_crop(resize(pil_to_tensor(image.convert("RGB")), size, antialias=True), size)
+        return synthetic.normalize(x)
+
+    return World(
+        name="synthetic", model=model.to(default_device()), val=val, classes=val.classes, reason=reason,
+        image_size=size, normalize=synthetic.normalize, denormalize=synthetic.denormalize,
+        preprocess=preprocess, device=default_device(), train=synthetic_data("train"),
+        heldout=synthetic_data("heldout"),
+        info={"model": "mini AlexNet (11x11 stride-4 first layer)", "val_accuracy": meta["val_accuracy"],
+              "train_seconds": meta["train_seconds"]},
+    )
+
+
+# --------------------------------------------------------------------------- imagenet
+
+IMAGENETTE_SIZES = ("full", "320px", "160px")
+
+
+def data_dir() -> Path:
+    """``$ZFCOURSE_DATA``, else ``<cache>/data``: where datasets are downloaded."""
+    root = os.environ.get("ZFCOURSE_DATA")
+    return Path(root).expanduser() if root else cache_dir() / "data"
+
+
+def _imagenette_size() -> str:
+    size = os.environ.get("ZFCOURSE_IMAGENETTE", "320px")
+    if size not in IMAGENETTE_SIZES:
+        raise ValueError(f"unknown Imagenette size {size!r} (ZFCOURSE_IMAGENETTE); valid: {', '.join(IMAGENETTE_SIZES)}")
+    return size
+
+
+def _imagenet_files() -> dict[str, Path]:
+    from torchvision.datasets import Imagenette
+    from torchvision.models import AlexNet_Weights
+
+    url = Imagenette._ARCHIVES[_imagenette_size()][0]
+    return {
+        "AlexNet IMAGENET1K_V1 weights": Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name,
+        "Imagenette validation images": data_dir() / Path(url).name.removesuffix(".tgz") / "val",
+    }
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 2.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def imagenet_available() -> tuple[bool, str]:
+    """Whether the imagenet world can run, and why (cached files, or servers reachable)."""
+    missing = {what: p for what, p in _imagenet_files().items() if not p.exists()}
+    if not missing:
+        return True, "its files are cached"
+    hosts = ("download.pytorch.org", "s3.amazonaws.com")
+    if all(_reachable(h) for h in hosts):
+        return True, "its files download on first use"
+    return False, "missing " + "; ".join(f"{w} ({p})" for w, p in missing.items()) + " and no connection to " + " or ".join(hosts)
+
+
+def imagenet_world(reason: str, val_size: int | None = None, download: bool = True) -> World:
+    """torchvision AlexNet (ImageNet weights) with Imagenette's validation split.
+
+    ``val_size`` (or ``$ZFCOURSE_VAL_SIZE``) keeps that many validation images,
+    evenly spread over the ten classes; default all 3,925. Missing files are
+    downloaded (and verified) by torchvision unless ``download=False``.
+    """
+    from torchvision.datasets import Imagenette
+    from torchvision.models import AlexNet_Weights
+
+    weights = AlexNet_Weights.IMAGENET1K_V1
+    files = _imagenet_files()
+
+    def failure(problem: str) -> RuntimeError:
+        needs = "\n".join(f"  - {w}: {p}" + ("" if p.exists() else "  (missing)") for w, p in files.items())
+        return RuntimeError(
+            f"the imagenet world cannot load its files: {problem}.\nIt needs:\n{needs}\n"
+            "Run once with an internet connection (torchvision downloads and verifies them), or copy them "
+            "there; set TORCH_HOME / ZFCOURSE_DATA to use other folders, or ZFCOURSE_WORLD=synthetic."
+        )
+
+    if not download and not all(p.exists() for p in files.values()):
+        raise failure("some are missing and downloading is off")
+    try:
+        model = models.alexnet(pretrained=True)
+        val = Imagenette(str(data_dir()), split="val", size=_imagenette_size(),
+                         download=not files["Imagenette validation images"].exists(), transform=weights.transforms())
+    except Exception as e:
+        raise failure(f"{type(e).__name__}: {e}") from e
+    categories = weights.meta["categories"]
+    to_imagenet = [next(categories.index(n) for n in names if n in categories) for names in val.classes]
+    val.target_transform = to_imagenet.__getitem__
+    val_size = val_size or int(os.environ.get("ZFCOURSE_VAL_SIZE", 0)) or len(val)
+    if val_size < len(val):
+        val = Subset(val, torch.linspace(0, len(val) - 1, val_size).round().long().tolist())
+    tf = weights.transforms()
+    mean = torch.tensor(tf.mean).view(3, 1, 1)
+    std = torch.tensor(tf.std).view(3, 1, 1)
+    return World(
+        name="imagenet", model=model.eval().to(default_device()), val=val, classes=list(categories), reason=reason,
+        image_size=tf.crop_size[0], normalize=lambda x: (x - mean.to(x.device)) / std.to(x.device),
+        denormalize=lambda x: (x * std.to(x.device) + mean.to(x.device)).clamp(0, 1),
+        preprocess=tf, device=default_device(),
+        info={"model": "AlexNet, torchvision IMAGENET1K_V1", "val_classes": 10},
+    )
