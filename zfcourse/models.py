@@ -18,6 +18,7 @@ from torch import nn
 __all__ = [
     "alexnet", "zfnet", "mini_alexnet", "mini_zfnet",
     "sequence", "layer_names", "layer_index", "get_layer", "activations", "check_images",
+    "conv_of", "summary", "format_summary",
 ]
 
 
@@ -223,3 +224,61 @@ def activations(model: nn.Module, images: torch.Tensor, layers: str | list[str])
             # Safe without a copy: no module after a ReLU in these networks works in place.
             out[wanted[i]] = x
     return out
+
+
+def conv_of(model: nn.Module, layer: str) -> nn.Conv2d:
+    """The Conv2d that feeds a ``conv`` layer: its ``.weight`` holds that layer's filters."""
+    mods = sequence(model)
+    i = layer_index(model, layer)
+    conv = next((m for m in reversed(mods[: i + 1]) if isinstance(m, nn.Conv2d)), None)
+    if not layer.startswith("conv") or conv is None:
+        convs = [n for n in layer_names(model) if n.startswith("conv")]
+        raise ValueError(f"{layer!r} is not a convolutional layer; valid: {', '.join(convs)}")
+    return conv
+
+
+def _describe(m: nn.Module) -> str:
+    if isinstance(m, nn.Conv2d):
+        return f"conv {m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}, pad {m.padding[0]}"
+    if isinstance(m, nn.MaxPool2d):
+        return f"max pool {m.kernel_size}/{m.stride}" + (", ceil" if m.ceil_mode else f", pad {m.padding}")
+    if isinstance(m, nn.LocalResponseNorm):
+        return f"contrast norm, size {m.size}"
+    if isinstance(m, nn.Linear):
+        return f"dense {m.in_features} -> {m.out_features}"
+    return type(m).__name__
+
+
+def summary(model: nn.Module, size: int | None = None) -> list[dict]:
+    """One row per named layer: the operation that makes it, output shape, parameters.
+
+    Shapes come from a forward pass of one ``size`` x ``size`` image (default: the
+    model's ``input_size``), so the table describes the model as built, not as
+    documented. Parameters are those of the modules since the previous named layer.
+    """
+    size = size or getattr(model, "input_size", 224)
+    first = next(m for m in sequence(model) if isinstance(m, nn.Conv2d))
+    device = first.weight.device
+    was_training = model.training
+    out = activations(model.eval(), torch.zeros(1, first.in_channels, size, size, device=device), layer_names(model))
+    model.train(was_training)
+    rows, ops, params = [], [], 0
+    for name, m in _named_sequence(model):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.LocalResponseNorm, nn.Linear)):
+            ops.append(_describe(m))
+        params += sum(p.numel() for p in m.parameters(recurse=False))
+        if name is not None:
+            rows.append({"layer": name, "operation": ", ".join(ops) + (" + ReLU" if isinstance(m, nn.ReLU) else ""),
+                         "output": tuple(out[name].shape[1:]), "parameters": params})
+            ops, params = [], 0
+    return rows
+
+
+def format_summary(rows: list[dict]) -> str:
+    """:func:`summary` as a fixed-width text table, with a total."""
+    lines = [f"{'layer':<7}{'operation':<34}{'output':<18}{'parameters':>12}"]
+    for r in rows:
+        shape = " x ".join(map(str, r["output"]))
+        lines.append(f"{r['layer']:<7}{r['operation']:<34}{shape:<18}{r['parameters']:>12,}")
+    lines.append(f"{'total':<59}{sum(r['parameters'] for r in rows):>12,}")
+    return "\n".join(lines)

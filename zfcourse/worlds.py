@@ -47,6 +47,7 @@ class World:
     normalize: Callable[[torch.Tensor], torch.Tensor]  # [0, 1] images -> model input
     denormalize: Callable[[torch.Tensor], torch.Tensor]  # model input -> [0, 1] images
     preprocess: Callable  # a PIL image -> one model input [3, S, S]
+    make_model: Callable[[], nn.Module]  # a fresh, untrained model of the same architecture
     device: torch.device
     info: dict = field(default_factory=dict)
     train: Dataset | None = None
@@ -95,8 +96,8 @@ def _world(name: str) -> World:
 
 # --------------------------------------------------------------------------- synthetic
 
-SYNTHETIC = dict(seed=0, n_train=8000, n_val=2000, n_heldout=1500)
-RECIPE = dict(epochs=12, lr=0.02, momentum=0.9, weight_decay=5e-4, batch_size=128)
+SYNTHETIC = dict(seed=0, n_train=16000, n_val=2000, n_heldout=1500)
+RECIPE = dict(epochs=7, lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128, warmup_epochs=0.5, batchnorm=True)
 ARCHS = {"alexnet": models.mini_alexnet, "zfnet": models.mini_zfnet}
 
 
@@ -124,6 +125,8 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
     torch.manual_seed(SYNTHETIC["seed"])
     model = ARCHS[arch](len(synthetic.TRAIN_PAIRS))
     recipe = dict(RECIPE, renorm_radius=renorm_radius)
+    if renorm_radius is not None:  # renormalisation only means something without batch normalisation
+        recipe["batchnorm"] = False
     k = key(arch=str(model), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
     path = cache_dir() / "models" / f"mini_{arch}-{k}.pt"
 
@@ -156,7 +159,8 @@ def synthetic_world(reason: str) -> World:
     return World(
         name="synthetic", model=model.to(default_device()), val=val, classes=val.classes, reason=reason,
         image_size=size, normalize=synthetic.normalize, denormalize=synthetic.denormalize,
-        preprocess=preprocess, device=default_device(), train=synthetic_data("train"),
+        preprocess=preprocess, make_model=lambda: ARCHS["alexnet"](len(val.classes)),
+        device=default_device(), train=synthetic_data("train"),
         heldout=synthetic_data("heldout"),
         info={"model": "mini AlexNet (11x11 stride-4 first layer)", "val_accuracy": meta["val_accuracy"],
               "train_seconds": meta["train_seconds"]},
@@ -253,6 +257,6 @@ def imagenet_world(reason: str, val_size: int | None = None, download: bool = Tr
         name="imagenet", model=model.eval().to(default_device()), val=val, classes=list(categories), reason=reason,
         image_size=tf.crop_size[0], normalize=lambda x: (x - mean.to(x.device)) / std.to(x.device),
         denormalize=lambda x: (x * std.to(x.device) + mean.to(x.device)).clamp(0, 1),
-        preprocess=tf, device=default_device(),
+        preprocess=tf, make_model=models.alexnet, device=default_device(),
         info={"model": "AlexNet, torchvision IMAGENET1K_V1", "val_classes": 10},
     )

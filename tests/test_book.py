@@ -1,0 +1,54 @@
+"""The book's notebooks stay in step with _config.yml and _toc.yml."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS
+
+
+def test_repository_is_configured_for_main():
+    assert CONFIG["repository"]["branch"] == "main"
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_install_cell_is_guarded_hidden_and_points_at_the_repository(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    first = code[0]
+    source = "".join(first["source"])
+    assert "remove-cell" in first.get("metadata", {}).get("tags", []), "the install cell is hidden on the website"
+    assert 'if "google.colab" in sys.modules' in source, "installs only inside Colab"
+    assert f"zfcourse@git+{CONFIG['repository']['url']}" in source, "installs from the repository in _config.yml"
+    assert "torch" not in source.replace("zfcourse", ""), "never reinstalls what Colab already has"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(path):
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in cells(path) if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_opens_with_a_title_and_ends_with_exercises(path):
+    cs = cells(path)
+    assert cs[0]["cell_type"] == "markdown" and "".join(cs[0]["source"]).startswith("# ")
+    assert any("## Exercises" in "".join(c["source"]) for c in cs if c["cell_type"] == "markdown")
+    assert any(":class: dropdown" in "".join(c["source"]) for c in cs if c["cell_type"] == "markdown"), "answers are hidden"
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = {c["file"] for c in toc["chapters"]}
+    assert listed == {f"book/{p.stem}" for p in NOTEBOOKS}
