@@ -63,7 +63,8 @@ def feature_map_explorer(world, images: torch.Tensor, layer: str = "conv1", chan
         out.clear_output(wait=True)
         with out:
             fig = show_feature_map(world, images, layer_w.value, channel_w.value, image_w.value)
-            plt.show(fig)
+            display(fig)
+            plt.close(fig)  # shown once, through the Output widget, not again by the inline backend
 
     layer_w.observe(on_layer, "value")
     image_w.observe(on_layer, "value")
