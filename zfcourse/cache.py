@@ -34,6 +34,15 @@ def key(**config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def state_hash(module: torch.nn.Module) -> str:
+    """A short hash of a module's parameters and buffers (architecture and values)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

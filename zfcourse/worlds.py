@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import models, synthetic
-from .cache import cache_dir, cached, key
+from .cache import cache_dir, cached, key, state_hash
 from .device import default_device
 from .train import train
 
@@ -118,7 +118,7 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
 
     Returns ``(model, meta)`` with ``meta`` holding the validation accuracy and the
     training time. The cache file is keyed by the architecture, the data and the
-    training recipe, so changing any of them trains afresh.
+    training recipe (and the initial weights), so changing any of them trains afresh.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
@@ -127,7 +127,7 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
     recipe = dict(RECIPE, renorm_radius=renorm_radius)
     if renorm_radius is not None:  # renormalisation only means something without batch normalisation
         recipe["batchnorm"] = False
-    k = key(arch=str(model), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
+    k = key(arch=str(model), init=state_hash(model), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
     path = cache_dir() / "models" / f"mini_{arch}-{k}.pt"
 
     def build():
