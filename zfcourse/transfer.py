@@ -1,0 +1,542 @@
+"""Feature generalisation: frozen features, a linear probe and few-shot curves (Sec. 5.2-5.3).
+
+Zeiler & Fergus keep layers 1-7 of their ImageNet network fixed and train a new softmax
+classifier on top, from the training images of a new data set: on Caltech-101 it reaches
+83.8% with 15 and 86.5% with 30 images per class, where the same network trained from
+scratch reaches 22.8% and 46.5% (Table 4). Table 7 puts a classifier on the features of
+each layer in turn.
+
+**Features.** :func:`features` is a layer's output for every image of a data set, one
+row per image. A convolutional map ``[C, H, W]`` is first average-pooled to at most
+``grid x grid`` cells, so that the early layers' features stay a manageable size (the
+paper does not say how it fed layers 1-4 to its SVM); dense layers are taken as they are.
+Results are cached on disk, keyed by the model's weights, the layer, ``grid`` and the
+data, so a second run reads them back.
+
+**The probe** is multinomial logistic regression (the paper's "softmax") on the frozen
+features. Features are centred by the training mean and divided by one scalar, their mean
+norm, so that every layer, whatever its width, reaches the probe at the same scale. Then
+
+    min_{W, b}  (1/N) sum_i -log softmax(W x_i + b)[y_i]  +  (l2 / 2) ||W||^2
+
+is strictly convex, and full-batch L-BFGS from zero finds its one optimum: no learning
+rate, no epochs, no randomness, the same result on every run. Torch does this in well
+under a second for the sizes here; scikit-learn would add a dependency for the same solver.
+
+**Accuracy** is the mean of the per-class accuracies, the paper's measure for Caltech,
+whose test classes differ in size; on a balanced test set it is plain accuracy.
+
+**Few shots.** :func:`split_per_class` fixes a test set and a disjoint training pool;
+:func:`draw_shots` picks ``s`` images per class from the pool only. A draw depends on
+``(seed, s, draw)`` alone, so the probe (:func:`probe_curve`) and the from-scratch
+baseline (:func:`scratch_curve`, the same architecture trained with
+:func:`zfcourse.train.train` on the same images for a fixed number of steps) are compared
+on identical images.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from . import synthetic
+from .cache import cache_dir, cached, key as cache_key, state_hash
+from .device import default_device
+from .models import activations, layer_index, layer_names
+from .train import train as train_model
+
+__all__ = ["features", "stage_layers", "data_key", "split_per_class", "draw_shots",
+           "LinearProbe", "fit_probe", "mean_class_accuracy", "top_classes", "Curve", "probe_curve", "scratch_curve",
+           "layer_table", "ImageFiles", "caltech101", "Task", "new_task"]
+
+L2 = 1e-3
+SHOTS = (1, 2, 5, 10, 20)
+
+
+# --------------------------------------------------------------------------- features
+
+def stage_layers(model: nn.Module) -> dict[int, str]:
+    """The output of each of the paper's layers 1-7, as Table 7 numbers them.
+
+    Layer ``k`` is the last named output of stage ``k``: for ZFNet ``norm1``, ``norm2``,
+    ``conv3``, ``conv4``, ``pool5``, ``fc6``, ``fc7``; for AlexNet and the minis
+    (no normalisation) ``pool1`` and ``pool2`` instead of the ``norm`` layers.
+    """
+    stages: dict[int, str] = {}
+    for name in layer_names(model):
+        k = int(re.search(r"\d+$", name).group())
+        if k <= 7:
+            stages[k] = name
+    return stages
+
+
+def data_key(data) -> str:
+    """What identifies a data set for the feature cache (its images and their preprocessing)."""
+    if torch.is_tensor(data):
+        return "tensor-" + hashlib.sha256(data.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()).hexdigest()[:16]
+    if isinstance(data, synthetic.SyntheticImages):
+        return cache_key(kind="synthetic", split=data.split, n=len(data), seed=data.seed, version=synthetic.VERSION)
+    if isinstance(data, ImageFiles):
+        return cache_key(kind="files", files=_digest(data.files), labels=_digest(data.labels.tolist()),
+                         transform=repr(data.transform))
+    if isinstance(data, (Subset, _TensorSubset)):
+        return cache_key(parent=data_key(data.dataset), indices=_digest(list(data.indices)))
+    raise TypeError(f"cannot tell the identity of a {type(data).__name__} for the feature cache; "
+                    "pass key=<a string naming these images and their preprocessing>, or cache=False")
+
+
+def _digest(items) -> str:
+    return hashlib.sha256(repr(list(items)).encode()).hexdigest()[:16]
+
+
+def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int | None = 4,
+             batch_size: int = 128, cache: bool = True, key: str | None = None,
+             num_workers: int | None = None, progress: bool = True):
+    """The features of every image of ``data`` at ``layers``: ``[N, D]`` float32 on the CPU.
+
+    ``data`` is a Dataset of ``(image, label)`` items or a tensor of model inputs. Conv
+    maps are average-pooled to at most ``grid x grid`` cells (``None``: not at all), then
+    flattened. One pass through the network, in eval mode and no deeper than the deepest
+    layer, serves all layers; it runs where the model is. Returns a tensor for one layer
+    name, a dict for a list. With ``cache`` each layer is kept in
+    ``<cache>/features/``, keyed by the architecture and a hash of the weights
+    (:func:`zfcourse.cache.state_hash`), the layer, ``grid`` and ``key`` (default
+    :func:`data_key`); a corrupt file is rebuilt with a warning.
+    """
+    single = isinstance(layers, str)
+    layers = [layers] if single else list(layers)
+    for layer in layers:
+        layer_index(model, layer)  # a KeyError naming the valid layers
+    if grid is not None and grid < 1:
+        raise ValueError(f"grid must be a positive number of cells or None, got {grid}")
+    computed: dict[str, torch.Tensor] = {}
+
+    def extract() -> dict[str, torch.Tensor]:
+        if not computed:
+            computed.update(_extract(model, data, layers, grid, batch_size, num_workers, progress))
+        return computed
+
+    if not cache:
+        out = extract()
+    else:
+        config = dict(arch=str(model), weights=state_hash(model), data=key or data_key(data), grid=grid)
+        n = len(data)
+
+        def validate(obj):
+            if obj["features"].dim() != 2 or obj["features"].shape[0] != n:
+                raise ValueError(f"expected features for {n} images, found shape {tuple(obj['features'].shape)}")
+
+        out = {layer: cached(cache_dir() / "features" / f"{layer}-{cache_key(layer=layer, **config)}.pt",
+                             lambda layer=layer: {"features": extract()[layer]}, validate)["features"]
+               for layer in layers}
+    return out[layers[0]] if single else {layer: out[layer] for layer in layers}
+
+
+@torch.no_grad()
+def _extract(model, data, layers, grid, batch_size, num_workers, progress) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    try:
+        for x in tqdm(_inputs(data, batch_size, num_workers), desc="features", disable=not progress,
+                      total=math.ceil(len(data) / batch_size)):
+            for layer, a in activations(model, x.to(device), layers).items():
+                if a.dim() == 4 and grid is not None and max(a.shape[2:]) > grid:
+                    a = F.adaptive_avg_pool2d(a, (min(grid, a.shape[2]), min(grid, a.shape[3])))
+                chunks[layer].append(a.flatten(1).float().cpu())
+    finally:
+        model.train(was_training)
+    return {layer: torch.cat(c) for layer, c in chunks.items()}
+
+
+def _inputs(data, batch_size: int, num_workers: int | None):
+    """Model-input batches in data-set order."""
+    if torch.is_tensor(data):
+        yield from data.split(batch_size)
+    elif _tensor_backed(data):
+        for i in range(0, len(data), batch_size):
+            yield data.transform_batch(data.images[i:i + batch_size])
+    else:
+        workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers):
+            yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def _tensor_backed(data) -> bool:
+    return all(hasattr(data, a) for a in ("images", "labels", "transform_batch"))
+
+
+class _TensorSubset(Dataset):
+    """Chosen images of a tensor-backed data set, still tensor-backed (fast batches for training)."""
+
+    def __init__(self, dataset, indices: torch.Tensor):
+        self.dataset, self.indices = dataset, torch.as_tensor(indices, dtype=torch.long)
+        self.images, self.labels = dataset.images[self.indices], dataset.labels[self.indices]
+        self.transform_batch = dataset.transform_batch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]
+
+
+class _InMemory(Dataset):
+    """A data set's items decoded once into one tensor, so that training epochs do not
+    read and decode the same files again."""
+
+    def __init__(self, data: Dataset):
+        images, labels = zip(*(data[i] for i in range(len(data))))
+        self.images, self.labels = torch.stack(images), _labels(labels)
+
+    @staticmethod
+    def transform_batch(images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+def _subset(data: Dataset, indices) -> Dataset:
+    """The images ``indices`` of ``data``; tensor-backed data stays tensor-backed."""
+    if _tensor_backed(data):
+        return _TensorSubset(data, indices)
+    return Subset(data, torch.as_tensor(indices).tolist())
+
+
+# --------------------------------------------------------------------------- splits
+
+def _labels(labels) -> torch.Tensor:
+    return torch.as_tensor(labels, dtype=torch.long).cpu()
+
+
+def split_per_class(labels, test_per_class: int, *, min_train: int = 1,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed split into a training pool and a test set, class by class.
+
+    Each class is shuffled (seeded); up to ``test_per_class`` images go to the test set,
+    always leaving ``min_train`` for training, and the rest to the pool. Caltech-101 as in the paper: ``test_per_class=50, min_train=30``.
+    Returns sorted dataset indices ``(train, test)``; they never overlap.
+    """
+    labels = _labels(labels)
+    g = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_test = min(test_per_class, len(idx) - min_train)
+        if n_test < 1:
+            raise ValueError(f"class {c} has {len(idx)} images: too few for {min_train} training and one test image")
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+def draw_shots(labels, pool, shots: int, draws: int = 1, seed: int = 0) -> list[torch.Tensor]:
+    """``draws`` random training sets of ``shots`` images per class, from ``pool`` only.
+
+    Draw ``d`` depends on ``(seed, shots, d)`` alone. Raises if a class of the pool has
+    fewer than ``shots`` images.
+    """
+    if shots < 1 or draws < 1:
+        raise ValueError(f"shots and draws must be at least 1, got shots={shots}, draws={draws}")
+    labels, pool = _labels(labels), torch.as_tensor(pool, dtype=torch.long).cpu()
+    by_class = [pool[labels[pool] == c] for c in labels[pool].unique().tolist()]
+    small = [f"class {int(labels[i[0]])}: {len(i)}" for i in by_class if len(i) < shots]
+    if small:
+        raise ValueError(f"{shots} shots per class, but the training pool holds fewer for " + ", ".join(small))
+    out = []
+    for d in range(draws):
+        g = torch.Generator().manual_seed(_seed(seed, shots, d))
+        out.append(torch.cat([i[torch.randperm(len(i), generator=g)[:shots]] for i in by_class]))
+    return out
+
+
+def _seed(seed: int, shots: int, draw: int) -> int:
+    return (seed * 1_000_003 + shots * 1_009 + draw) % (2 ** 63)
+
+
+# --------------------------------------------------------------------------- the probe
+
+@dataclass(repr=False)
+class LinearProbe:
+    """A softmax classifier on frozen features: ``logits = W (x - mean) / scale + b``."""
+    weight: torch.Tensor  # [C, D]
+    bias: torch.Tensor    # [C]
+    mean: torch.Tensor    # [D]
+    scale: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.weight.device, torch.float32)
+        return ((x - self.mean) / self.scale) @ self.weight.T + self.bias
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x).argmax(1).cpu()
+
+    def __repr__(self) -> str:
+        return f"LinearProbe(classes={self.weight.shape[0]}, features={self.weight.shape[1]})"
+
+
+def fit_probe(x: torch.Tensor, y, num_classes: int | None = None, l2: float = L2, max_iter: int = 200,
+              device=None) -> LinearProbe:
+    """Multinomial logistic regression with an L2 penalty, by full-batch L-BFGS (module docstring).
+
+    Runs on ``device`` (default: CUDA when present, else the CPU).
+    """
+    if l2 <= 0:
+        raise ValueError(f"l2 must be positive (it makes the problem strictly convex), got {l2}")
+    device = torch.device(device) if device is not None else default_device()
+    x = x.to(device, torch.float32)
+    y = torch.as_tensor(y, dtype=torch.long).to(device)
+    if x.dim() != 2 or len(x) != len(y):
+        raise ValueError(f"expected features [N, D] and N labels, got {tuple(x.shape)} and {tuple(y.shape)}")
+    num_classes = num_classes or int(y.max()) + 1
+    mean = x.mean(0)
+    x = x - mean
+    scale = float(x.norm(dim=1).mean()) or 1.0
+    x = x / scale
+    w = torch.zeros(num_classes, x.shape[1], device=device, requires_grad=True)
+    b = torch.zeros(num_classes, device=device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-6, tolerance_change=1e-10)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w.T + b, y) + 0.5 * l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return LinearProbe(w.detach(), b.detach(), mean, scale)
+
+
+def mean_class_accuracy(pred, target) -> float:
+    """The mean over the classes present in ``target`` of each class's accuracy."""
+    pred, target = _labels(pred), _labels(target)
+    classes, counts = target.unique(return_counts=True)
+    hits = torch.zeros(int(target.max()) + 1).index_add_(0, target, (pred == target).float())
+    return float((hits[classes] / counts).mean())
+
+
+def top_classes(topk, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each channel of a :class:`zfcourse.topk.TopK` over ``data``, the most common class
+    among its top-k images (the lowest on a tie) and the share of the k images it holds.
+
+    Labels come from ``data.labels`` where the data set has them, else from its items.
+    """
+    if hasattr(data, "labels"):
+        top = _labels(data.labels)[topk.indices]                          # [C, k]
+    else:
+        unique, inverse = topk.indices.unique(return_inverse=True)
+        top = torch.tensor([int(data[i][1]) for i in unique.tolist()])[inverse]
+    mode = top.mode(dim=1).values
+    return mode, (top == mode[:, None]).float().mean(1)
+
+
+# --------------------------------------------------------------------------- curves
+
+@dataclass(repr=False)
+class Curve:
+    """Accuracy over shots per class, ``accuracy [len(shots), draws]``, one column per draw."""
+    shots: list[int]
+    accuracy: torch.Tensor
+    label: str
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.accuracy.mean(1)
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The spread over draws (standard deviation; 0 for a single draw)."""
+        return self.accuracy.std(1) if self.accuracy.shape[1] > 1 else torch.zeros(len(self.shots))
+
+    def at(self, shots: int) -> str:
+        """``"mean ± std"`` in percent at ``shots``, or a dash where the curve has no such point."""
+        if shots not in self.shots:
+            return "—"
+        i = self.shots.index(shots)
+        return f"{100 * self.mean[i]:.1f} ± {100 * self.std[i]:.1f}"
+
+    def plot(self, ax=None, **kwargs):
+        """The mean over draws as a line, one standard deviation either side shaded; in percent."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        mean, std = 100 * self.mean.numpy(), 100 * self.std.numpy()
+        (line,) = ax.plot(self.shots, mean, marker="o", label=self.label, **kwargs)
+        ax.fill_between(self.shots, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        return ax
+
+    def __repr__(self) -> str:
+        rows = ", ".join(f"{s}: {100 * m:.1f} ± {100 * d:.1f}%" for s, m, d in zip(self.shots, self.mean, self.std))
+        return f"Curve({self.label!r}, {self.accuracy.shape[1]} draws; {rows})"
+
+
+def _shot_list(shots) -> list[int]:
+    return [int(shots)] if isinstance(shots, int) else [int(s) for s in shots]
+
+
+def probe_curve(feats: torch.Tensor, labels, train, test, shots=SHOTS, draws: int = 5, *, seed: int = 0,
+                l2: float = L2, device=None, label: str = "linear probe", progress: bool = True) -> Curve:
+    """Probe accuracy on ``test`` with ``shots`` images per class drawn from ``train``."""
+    labels, shots = _labels(labels), _shot_list(shots)
+    num_classes = int(labels.max()) + 1
+    acc = torch.zeros(len(shots), draws)
+    with tqdm(total=len(shots) * draws, desc=label, disable=not progress, leave=False) as bar:
+        for i, s in enumerate(shots):
+            for d, idx in enumerate(draw_shots(labels, train, s, draws, seed)):
+                probe = fit_probe(feats[idx], labels[idx], num_classes, l2, device=device)
+                acc[i, d] = mean_class_accuracy(probe.predict(feats[test]), labels[test])
+                bar.update()
+    return Curve(shots, acc, label)
+
+
+def layer_table(feats: dict[str, torch.Tensor], labels, train, test, shots: int, draws: int = 5, *, seed: int = 0,
+                l2: float = L2, device=None, progress: bool = True) -> dict[str, Curve]:
+    """Table 7's experiment: one probe per layer, all on the same draws of ``shots`` per class."""
+    return {layer: probe_curve(f, labels, train, test, shots, draws, seed=seed, l2=l2, device=device,
+                               label=layer, progress=progress)
+            for layer, f in tqdm(feats.items(), desc="layers", disable=not progress, leave=False)}
+
+
+def scratch_curve(make_model: Callable[[], nn.Module], data: Dataset, labels, train, test, shots=SHOTS,
+                  draws: int = 3, *, seed: int = 0, steps: int = 60, batch_size: int = 25, lr: float = 0.05,
+                  weight_decay: float = 5e-4, device=None, label: str = "from scratch",
+                  progress: bool = True) -> Curve:
+    """The baseline of Tables 4 and 5: the same architecture, all layers trained on the few images.
+
+    For every draw a fresh ``make_model()`` (seeded by the draw; its last layer resized
+    to the task's classes) is trained with :func:`zfcourse.train.train` (SGD, batch
+    normalisation folded in at the end) for ``steps`` steps of ``batch_size`` images,
+    whatever the number of shots: a fixed budget, the same for every curve point.
+    """
+    labels, shots = _labels(labels), _shot_list(shots)
+    num_classes = int(labels.max()) + 1
+    device = torch.device(device) if device is not None else default_device()
+    test_set = _subset(data, test)
+    acc = torch.zeros(len(shots), draws)
+    with tqdm(total=len(shots) * draws, desc=label, disable=not progress, leave=False) as bar:
+        for i, s in enumerate(shots):
+            for d, idx in enumerate(draw_shots(labels, train, s, draws, seed)):
+                torch.manual_seed(_seed(seed, s, d))
+                model = _with_classes(make_model(), num_classes)
+                n = len(idx)
+                bs = min(batch_size, n)
+                while n % bs == 1:  # batch normalisation cannot train on a last batch of one image
+                    bs += 1
+                epochs = math.ceil(steps / math.ceil(n / bs))
+                train_set = _subset(data, idx)
+                train_set = train_set if _tensor_backed(train_set) else _InMemory(train_set)
+                train_model(model, train_set, epochs=epochs, lr=lr, batch_size=bs, warmup_epochs=0.1 * epochs,
+                            weight_decay=weight_decay, batchnorm=True, seed=_seed(seed, s, d), device=device,
+                            progress=False)
+                logits = features(model, test_set, layer_names(model)[-1], cache=False, progress=False)
+                acc[i, d] = mean_class_accuracy(logits.argmax(1), labels[test])
+                bar.update()
+    return Curve(shots, acc, label)
+
+
+def _with_classes(model: nn.Module, num_classes: int) -> nn.Module:
+    """The model with its last dense layer replaced by a fresh one for ``num_classes``."""
+    name, last = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    if last.out_features != num_classes:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, nn.Linear(last.in_features, num_classes))
+    return model
+
+
+# --------------------------------------------------------------------------- data
+
+class ImageFiles(Dataset):
+    """Image files with class labels; every image is opened as RGB (Caltech-101 has greyscale JPEGs)."""
+
+    def __init__(self, root, files: Sequence[str], labels, classes: Sequence[str], transform=None):
+        self.root, self.files, self.classes, self.transform = Path(root), list(files), list(classes), transform
+        self.labels = _labels(labels)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        with Image.open(self.root / self.files[i]) as img:
+            img = img.convert("RGB")
+        return (self.transform(img) if self.transform is not None else img), int(self.labels[i])
+
+    def __repr__(self) -> str:
+        return f"ImageFiles({str(self.root)!r}, images={len(self)}, classes={len(self.classes)})"
+
+
+def caltech101(root=None, transform=None, download: bool = True) -> ImageFiles:
+    """Caltech-101's 101 object classes (without ``BACKGROUND_Google``) through torchvision.
+
+    torchvision downloads the archive once into ``root`` (default
+    :func:`zfcourse.worlds.data_dir`) and indexes ``caltech101/101_ObjectCategories``;
+    the images are read here, as RGB, which also spares torchvision's dependency on scipy.
+    """
+    from torchvision.datasets import Caltech101
+
+    from .worlds import data_dir
+
+    root = Path(root) if root is not None else data_dir()
+    try:
+        tv = Caltech101(str(root), download=download)
+    except Exception as e:
+        raise RuntimeError(
+            f"Caltech-101 could not be loaded from {root / 'caltech101'}: {type(e).__name__}: {e}. torchvision "
+            "downloads it once (about 140 MB) with an internet connection; set ZFCOURSE_DATA to use another "
+            "folder, or ZFCOURSE_WORLD=synthetic") from e
+    files = [f"{tv.categories[y]}/image_{i:04d}.jpg" for y, i in zip(tv.y, tv.index)]
+    return ImageFiles(Path(tv.root) / "101_ObjectCategories", files, tv.y, tv.categories, transform)
+
+
+@dataclass(repr=False)
+class Task:
+    """A new classification task: its images, labels, class names and a fixed split."""
+    name: str
+    data: Dataset
+    labels: torch.Tensor
+    classes: list[str]
+    train: torch.Tensor  # the training pool, dataset indices
+    test: torch.Tensor
+
+    def __repr__(self) -> str:
+        return (f"{self.name}: {len(self.classes)} classes, a training pool of {len(self.train):,} images "
+                f"and {len(self.test):,} test images (disjoint)")
+
+
+CALTECH_SPLIT = dict(test_per_class=50, min_train=30)
+
+
+def new_task(world, seed: int = 0) -> Task:
+    """The world's transfer task: held-out synthetic classes, or Caltech-101 for ImageNet.
+
+    Synthetic: ``world.heldout``, a third of each class for testing and the rest as the
+    training pool. Imagenet: Caltech-101 preprocessed as the
+    world's model expects, up to 50 test images per class and the rest (at least 30, the
+    paper's largest training set) as the pool.
+    """
+    if world.heldout is not None:
+        data = world.heldout
+        train, test = split_per_class(data.labels, len(data) // (3 * len(data.classes)), seed=seed)
+        return Task("held-out synthetic classes", data, _labels(data.labels), list(data.classes), train, test)
+    data = caltech101(transform=world.preprocess)
+    train, test = split_per_class(data.labels, **CALTECH_SPLIT, seed=seed)
+    return Task("Caltech-101", data, data.labels, data.classes, train, test)
