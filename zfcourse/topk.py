@@ -23,7 +23,6 @@ positions and merges the batch's scores into a running top-k of shape
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import receptive
 from .cache import load, save_atomic
-from .device import default_device
+from .device import compute_device, model_device, placed
 from .models import check_images, layer_index, sequence
 
 __all__ = ["TopK", "top_activations"]
@@ -104,7 +103,7 @@ class TopK:
         from . import deconv
 
         chs, idx, pos = self._neurons(channel)
-        device = _model_device(model) or torch.device("cpu")
+        device = model_device(model) or torch.device("cpu")
         dense = self.layer.startswith("fc")      # dense units have no position to pass
         out = []
         for s in _slices(len(idx), batch_size):
@@ -133,12 +132,12 @@ def top_activations(model: nn.Module, images, layer: str, k: int = 9, batch_size
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    device = torch.device(device) if device is not None else _default_device(model)
+    device = torch.device(device) if device is not None else compute_device(model)
     modules = sequence(model)[: layer_index(model, layer) + 1]
     batches = _batches(images, batch_size, device)
     values = indices = flat = None
     seen, width = 0, 1
-    with _placed(model, device), torch.no_grad():
+    with placed(model, device), torch.no_grad():
         for x in tqdm(batches, desc=f"top-{k} {layer}", disable=not progress):
             x = x.to(device, non_blocking=True)
             if not seen:
@@ -172,29 +171,6 @@ def top_activations(model: nn.Module, images, layer: str, k: int = 9, batch_size
         raise ValueError("top_activations got no images")
     positions = torch.stack([flat // width, flat % width], dim=-1)
     return TopK(values.cpu(), indices.cpu(), positions.cpu(), layer)
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else None
-
-
-def _default_device(model: nn.Module) -> torch.device:
-    current = _model_device(model)
-    return current if current is not None and current.type != "cpu" else default_device()
-
-
-@contextlib.contextmanager
-def _placed(model: nn.Module, device: torch.device):
-    """The model on ``device`` in eval mode (dropout off), put back afterwards."""
-    home, training = _model_device(model), model.training
-    model.to(device).eval()
-    try:
-        yield
-    finally:
-        model.train(training)
-        if home is not None:
-            model.to(home)
 
 
 def _batches(images, batch_size: int, device: torch.device):
