@@ -1,0 +1,141 @@
+"""The learned decoder: shapes, training that learns, determinism, a model left alone, and a
+cache keyed by everything that changes the result."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from zfcourse import decoder, models
+from zfcourse.decoder import Decoder, fit, for_world, learned_decoder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return models.mini_alexnet(10).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Smooth random colour fields: learnable from pool1 in a few steps."""
+    g = torch.Generator().manual_seed(1)
+    return F.interpolate(torch.randn(48, 3, 4, 4, generator=g), size=64, mode="bilinear", align_corners=False)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZFCOURSE_CACHE", str(tmp_path))
+    return tmp_path
+
+
+TINY = dict(steps=3, batch_size=4, progress=False)
+
+
+@pytest.mark.parametrize("channels, map_size, image_size, out_size", [(48, 8, 64, None), (96, 4, 64, None),
+                                                                      (64, 27, 224, 112), (8, 13, 224, None)])
+def test_decoder_maps_features_to_images_of_the_exact_size(channels, map_size, image_size, out_size):
+    d = Decoder(channels, map_size, image_size, width=16, out_size=out_size).eval()
+    assert d(torch.randn(2, channels, map_size, map_size)).shape == (2, 3, image_size, image_size)
+
+
+def test_decoder_rejects_bad_features_and_settings():
+    d = Decoder(48, 8, 64)
+    with pytest.raises(ValueError, match=r"\[N, 48, 8, 8\]"):
+        d(torch.randn(2, 48, 4, 4))
+    with pytest.raises(ValueError, match="width"):
+        Decoder(48, 8, 64, width=0)
+
+
+def test_fit_learns_and_leaves_the_model_and_random_state_alone(model, images):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    d, history = fit(model, "pool1", images, steps=40, batch_size=8, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert not model.training and not d.training
+    assert len(history["loss"]) == 40 and history["seconds"] > 0
+    with torch.no_grad():
+        error = F.mse_loss(d(models.activations(model, images, "pool1")["pool1"]), images)
+    assert error < 0.5 * images.var(), "reconstructs much better than the mean image"
+
+
+def test_fit_is_deterministic_under_its_seed(model, images):
+    a, _ = fit(model, "pool1", images, seed=3, **TINY)
+    b, _ = fit(model, "pool1", images, seed=3, **TINY)
+    c, _ = fit(model, "pool1", images, seed=4, **TINY)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not torch.equal(a.state_dict()["net.1.weight"], c.state_dict()["net.1.weight"])
+
+
+def test_fit_rejects_bad_arguments(model, images):
+    with pytest.raises(ValueError, match="steps"):
+        fit(model, "pool1", images, steps=0)
+    with pytest.raises(ValueError, match="64x64"):
+        fit(model, "pool1", images[..., :32, :32], **TINY)
+    with pytest.raises(ValueError, match="square feature maps"):
+        fit(model, "fc6", images, **TINY)
+
+
+def _files(cache):
+    return sorted(p.name for p in (cache / "decoders").glob("*.pt"))
+
+
+def test_learned_decoder_is_cached_and_loads_without_training(model, images, cache, monkeypatch):
+    d1, meta1 = learned_decoder(model, "pool1", images, **TINY)
+    assert len(_files(cache)) == 1
+    monkeypatch.setattr(decoder, "fit", lambda *a, **k: pytest.fail("trained again instead of loading"))
+    d2, meta2 = learned_decoder(model, "pool1", images, **TINY)
+    assert all(torch.equal(v, d2.state_dict()[k]) for k, v in d1.state_dict().items())
+    assert meta1["loss"] == meta2["loss"] and meta2["recipe"]["steps"] == TINY["steps"]
+    assert not d2.training
+
+
+def test_cache_key_changes_with_layer_recipe_weights_and_images(model, images, cache):
+    learned_decoder(model, "pool1", images, **TINY)
+    learned_decoder(model, "conv2", images, **TINY)
+    learned_decoder(model, "pool1", images, **dict(TINY, steps=4))
+    learned_decoder(model, "pool1", images[:40], **TINY)
+    changed = models.mini_alexnet(10).eval()
+    changed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        models.conv_of(changed, "conv1").bias[0] += 1
+    learned_decoder(changed, "pool1", images, **TINY)
+    # weights after the layer do not change a decoder of it
+    with torch.no_grad():
+        models.conv_of(changed, "conv1").bias[0] -= 1
+        models.conv_of(changed, "conv5").bias[0] += 1
+    learned_decoder(changed, "pool1", images, **TINY)
+    assert len(_files(cache)) == 5
+
+
+def test_a_corrupt_cache_file_is_rebuilt(model, images, cache):
+    learned_decoder(model, "pool1", images, **TINY)
+    (path,) = (cache / "decoders").glob("*.pt")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="rebuilding"):
+        d, _ = learned_decoder(model, "pool1", images, **TINY)
+    assert d(torch.zeros(1, 48, 8, 8)).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name, recipe", [("synthetic", "synthetic"), ("imagenet", "imagenet-cpu")])
+def test_for_world_uses_the_worlds_data_and_budget(model, images, cache, monkeypatch, name, recipe):
+    monkeypatch.setitem(decoder.RECIPES, recipe, dict(decoder.RECIPES[recipe], images=10, steps=2, batch_size=4))
+    labels = torch.zeros(len(images), dtype=torch.long)
+    world = SimpleNamespace(name=name, model=model, device=torch.device("cpu"),
+                            train=TensorDataset(images, labels), val=TensorDataset(images[:24], labels[:24]))
+    d, meta = for_world(world, "pool1", progress=False)
+    source = world.train if name == "synthetic" else world.val
+    assert meta["source"] == ("train" if name == "synthetic" else "val")
+    assert len(meta["indices"]) == 10 and meta["indices"][0] == 0 and meta["indices"][-1] == len(source) - 1
+    assert meta["recipe"]["steps"] == 2
+    assert meta["recipe"]["out_size"] == decoder.RECIPES[recipe]["out_size"]

@@ -1,0 +1,204 @@
+"""A learned decoder: the alternative to switches that the deconvnet does not take.
+
+Zeiler & Fergus (2014, Sec. 2.1) map a layer back to pixels with the network's own
+operations: unpooling at the recorded switches, rectification, and transposed
+convolution with the layer's own filters. The obvious alternative is to *learn* the way
+back: a stack of transposed convolutions (learned upsampling) trained to turn a layer's
+feature maps ``F(x)`` into the image ``x``,
+
+    D* = argmin_D  E_x || D(F(x)) - x ||^2,
+
+as Dosovitskiy & Brox (2016) later did to invert whole networks. Under the squared
+error the best ``D`` is the conditional mean ``E[x | F(x)]`` of the images the decoder
+was trained on: what the features do not pin down, it fills in with what such images
+usually look like. It receives no switches, so where in a pooling window the maximum
+came from, and anything else the features lost, must come from that training prior.
+Chapter 2 uses :class:`Decoder` to show the difference.
+
+:class:`Decoder` normalises each input channel (a batch norm with no learned scale or
+shift), widens the
+maps with a 3x3 convolution, then doubles their size with ``k`` transposed
+convolutions (kernel 4, stride 2), halving the width each time, and ends with a 3x3
+convolution to three colour channels and, where ``2^k`` times the map is not the image
+size, a bilinear resize. :func:`fit` trains one with Adam on the squared error in the
+model's input scale; :func:`learned_decoder` caches the result, keyed by everything
+that changes it; :func:`for_world` picks the data and a bounded budget for a world.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .cache import cache_dir, cached, key, state_hash
+from .device import model_device
+from .models import activations, check_images, layer_index, sequence
+
+__all__ = ["Decoder", "fit", "learned_decoder", "for_world", "RECIPES", "VERSION"]
+
+# Bumped whenever Decoder or fit change what they compute, so that cached decoders are retrained.
+VERSION = 1
+
+# Budgets per world. Imagenet on a CPU: about half a second per step on one core, so a
+# couple of minutes; the decoder works at half the image size there (a bilinear resize
+# does the last doubling) because the full-size stages would cost three times as much.
+RECIPES = {
+    "synthetic": dict(images=2000, steps=300, batch_size=32, lr=2e-3, width=64, out_size=None),
+    "imagenet-cpu": dict(images=256, steps=300, batch_size=16, lr=2e-3, width=64, out_size=112),
+    "imagenet-cuda": dict(images=1024, steps=1500, batch_size=32, lr=2e-3, width=64, out_size=112),
+}
+
+
+class Decoder(nn.Module):
+    """Learned upsampling from ``[N, channels, map_size, map_size]`` maps to ``[N, 3, S, S]`` images.
+
+    Args:
+        channels, map_size: the layer's channels and map side.
+        image_size: ``S``, the side of the images to reconstruct.
+        width: channels after the first convolution; each upsampling halves it (to 16 at least).
+        out_size: the side the transposed convolutions aim at (default ``image_size``);
+            the number of doublings is ``round(log2(out_size / map_size))``, at least one.
+    """
+
+    def __init__(self, channels: int, map_size: int, image_size: int, width: int = 64,
+                 out_size: int | None = None):
+        super().__init__()
+        for name, v in dict(channels=channels, map_size=map_size, image_size=image_size, width=width).items():
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.config = dict(channels=channels, map_size=map_size, image_size=image_size, width=width,
+                           out_size=out_size)
+        self.image_size = image_size
+        doublings = max(1, round(math.log2((out_size or image_size) / map_size)))
+        layers = [nn.BatchNorm2d(channels, affine=False),
+                  nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        c = width
+        for _ in range(doublings):
+            layers += [nn.ConvTranspose2d(c, max(c // 2, 16), 4, stride=2, padding=1),
+                       nn.BatchNorm2d(max(c // 2, 16)), nn.ReLU()]
+            c = max(c // 2, 16)
+        layers.append(nn.Conv2d(c, 3, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: Tensor) -> Tensor:
+        expected = (self.config["channels"], self.config["map_size"], self.config["map_size"])
+        if features.dim() != 4 or tuple(features.shape[1:]) != expected:
+            raise ValueError(f"expected features shaped [N, {', '.join(map(str, expected))}], "
+                             f"got {list(features.shape)}")
+        x = self.net(features)
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
+        return x
+
+
+def _layer_shape(model: nn.Module, layer: str, images: Tensor) -> tuple[int, int]:
+    act = activations(model, images[:1], layer)[layer]
+    if act.dim() != 4 or act.shape[2] != act.shape[3]:
+        raise ValueError(f"a decoder needs square feature maps; {layer} gives shape {list(act.shape[1:])}")
+    return act.shape[1], act.shape[2]
+
+
+def fit(model: nn.Module, layer: str, images: Tensor, *, steps: int = 300, batch_size: int = 32,
+        lr: float = 2e-3, width: int = 64, out_size: int | None = None, seed: int = 0,
+        progress: bool = True) -> tuple[Decoder, dict]:
+    """Train a :class:`Decoder` to reconstruct ``images`` (model input, ``[N, 3, S, S]``)
+    from ``layer`` of ``model``; the model is not changed.
+
+    Each step draws ``batch_size`` images (seeded), computes their features on the
+    model's device and takes an Adam step on the mean squared error; the learning rate
+    follows a cosine from ``lr`` to zero. Returns the decoder (eval mode, on the model's
+    device) and its history: the loss every step and the seconds it took.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
+    check_images(model, images)
+    device = model_device(model)
+    channels, map_size = _layer_shape(model, layer, images.to(device))
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
+        torch.manual_seed(seed)
+        decoder = Decoder(channels, map_size, images.shape[-1], width, out_size).to(device).train()
+    opt = torch.optim.Adam(decoder.parameters(), lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    order = torch.Generator().manual_seed(seed)
+    losses, start = [], time.perf_counter()
+    for _ in tqdm(range(steps), desc=f"training a decoder for {layer}", disable=not progress, leave=False):
+        x = images[torch.randint(len(images), (batch_size,), generator=order)].to(device)
+        features = activations(model, x, layer)[layer]
+        loss = F.mse_loss(decoder(features), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return decoder.eval(), {"loss": losses, "seconds": time.perf_counter() - start}
+
+
+def _fingerprint(t: Tensor) -> str:
+    """A short hash of a tensor's dtype, shape and values (no copy beyond the move to the CPU)."""
+    h = hashlib.sha256(str((t.dtype, tuple(t.shape))).encode())
+    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
+def learned_decoder(model: nn.Module, layer: str, images: Tensor, *, steps: int = 300, batch_size: int = 32,
+                    lr: float = 2e-3, width: int = 64, out_size: int | None = None, seed: int = 0,
+                    progress: bool = True) -> tuple[Decoder, dict]:
+    """:func:`fit`, cached on disk (:mod:`zfcourse.cache`: atomic, ``weights_only``).
+
+    The key holds the model's modules up to ``layer`` and their weights, the layer, the
+    training images, the recipe, the device type and :data:`VERSION`, so a change to any
+    of them trains afresh. Returns the decoder and ``meta``: the history of :func:`fit`
+    and the recipe.
+    """
+    modules = sequence(model)[: layer_index(model, layer) + 1]
+    recipe = dict(steps=steps, batch_size=batch_size, lr=lr, width=width, out_size=out_size, seed=seed)
+    device = model_device(model)
+    k = key(version=VERSION, layer=layer, modules=[str(m) for m in modules],
+            weights=state_hash(nn.Sequential(*modules)), images=_fingerprint(images), recipe=recipe,
+            device=device.type)
+    path = cache_dir() / "decoders" / f"{layer}-{k}.pt"
+    made = {}
+
+    def build():
+        made["decoder"], history = fit(model, layer, images, progress=progress, **recipe)
+        return {"config": made["decoder"].config,
+                "state_dict": {n: v.cpu() for n, v in made["decoder"].state_dict().items()},
+                "meta": dict(history, recipe=recipe)}
+
+    def validate(obj):
+        Decoder(**obj["config"]).load_state_dict(obj["state_dict"])
+        obj["meta"]["loss"]
+
+    ckpt = cached(path, build, validate)
+    decoder = made.get("decoder")
+    if decoder is None:
+        decoder = Decoder(**ckpt["config"])
+        decoder.load_state_dict(ckpt["state_dict"])
+    return decoder.to(device).eval(), ckpt["meta"]
+
+
+def for_world(world, layer: str, progress: bool = True) -> tuple[Decoder, dict]:
+    """A cached decoder for ``layer`` of ``world.model``, trained within the world's budget
+    (:data:`RECIPES`): synthetic on the first images of ``world.train``; imagenet, which
+    has no training images here, on a slice of ``world.val`` spread evenly over it.
+
+    ``meta`` adds ``source`` (``"train"`` or ``"val"``) and ``indices``, the images used,
+    so that a chapter can show the decoder images it never saw.
+    """
+    if world.name == "synthetic":
+        recipe, source = dict(RECIPES["synthetic"]), world.train
+    else:
+        recipe = dict(RECIPES["imagenet-cuda" if world.device.type == "cuda" else "imagenet-cpu"])
+        source = world.val
+    n = min(recipe.pop("images"), len(source))
+    indices = torch.linspace(0, len(source) - 1, n).round().long().unique().tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(source, indices), batch_size=64)
+    images = torch.cat([batch[0] for batch in tqdm(loader, desc="loading images", disable=not progress,
+                                                   leave=False)])
+    decoder, meta = learned_decoder(world.model, layer, images, progress=progress, **recipe)
+    return decoder, dict(meta, source="train" if source is world.train else "val", indices=indices)
