@@ -59,7 +59,7 @@ def check(page, url: str) -> list[str]:
     expected = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
     if expected:
         try:
-            page.wait_for_function(f"document.querySelectorAll('.jupyter-widgets.widget-container, .widget-vbox, .widget-hbox').length >= 1", timeout=15000)
+            page.wait_for_function("document.querySelectorAll('.jupyter-widgets.widget-container, .widget-vbox, .widget-hbox').length >= 1", timeout=15000)
         except Exception:
             pass
         rendered = page.evaluate("document.querySelectorAll('.jupyter-widgets').length")

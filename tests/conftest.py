@@ -1,6 +1,17 @@
 import pytest
+import torch
 
 from zfcourse import worlds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # The tests use small tensors: extra threads only add synchronisation, and on a
+    # shared two-core machine they make the suite several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.functional import center_crop, pil_to_tensor, resize
 
-from zfcourse import data, synthetic, worlds
+from zfcourse import synthetic, worlds
 from zfcourse.data import ImageFolderDataset, ImageReadError, image_files, labels, load_images, read_image
-from zfcourse.models import mini_alexnet
 from zfcourse.topk import top_activations
 
 

@@ -11,14 +11,6 @@ from zfcourse import decoder, models
 from zfcourse.decoder import Decoder, fit, for_world, learned_decoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

@@ -10,16 +10,6 @@ from zfcourse import models
 from zfcourse.deconv import RULES, project, project_autograd
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Small tensors: extra threads only add synchronisation, and on a shared two-core
-    # machine they make these tests ten times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _seeded(ctor, seed=0):
     torch.manual_seed(seed)
     return ctor().eval()

@@ -1,9 +1,7 @@
 import hashlib
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pytest
 import torch
 

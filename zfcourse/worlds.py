@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
