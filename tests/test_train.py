@@ -71,3 +71,96 @@ def test_renormalisation_during_training():
 def test_renormalisation_and_batchnorm_exclude_each_other():
     with pytest.raises(ValueError, match="renormalisation"):
         train.train(models.mini_zfnet(10), SyntheticImages("train", 8), renorm_radius=0.1, batchnorm=True, progress=False)
+
+
+class _Interrupting(SyntheticImages):
+    """Raises after ``budget`` batches, like a kernel interrupted mid-epoch."""
+
+    def __init__(self, data, budget):
+        self.__dict__.update(data.__dict__)
+        self.budget = budget
+
+    def transform_batch(self, images):
+        self.budget -= 1
+        if self.budget < 0:
+            raise KeyboardInterrupt
+        return SyntheticImages.transform_batch(images)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_resumed_training_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, batchnorm):
+    data = SyntheticImages("train", 96, seed=1)
+    recipe = dict(epochs=3, lr=0.05, batch_size=32, batchnorm=batchnorm, snapshots=(1, 3), device="cpu", progress=False)
+    if not batchnorm:
+        recipe["renorm_radius"] = 0.05
+    a, ha = train.train_cached(lambda: models.mini_alexnet(10), data, data, path=tmp_path / "a.pt", seed=4, **recipe)
+    # 3 batches per epoch: the interruption falls in the middle of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        train.train_cached(lambda: models.mini_alexnet(10), _Interrupting(data, 4), data, path=tmp_path / "b.pt", seed=4, **recipe)
+    ckpt = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and set(ckpt["history"]["snapshots"]) == {1}
+    b, hb = train.train_cached(lambda: models.mini_alexnet(10), data, data, path=tmp_path / "b.pt", seed=4, **recipe)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert ha["loss"] == hb["loss"] and len(hb["loss"]) == 3 and ha["val_accuracy"] == hb["val_accuracy"]
+    for e in (1, 3):
+        for p, q in zip(ha["snapshots"][e].values(), hb["snapshots"][e].values()):
+            assert torch.equal(p, q)
+    # the last snapshot is the final (folded) model; a finished checkpoint is only loaded
+    for p, q in zip(ha["snapshots"][3].values(), a.state_dict().values()):
+        assert torch.equal(p, q)
+    c, _ = train.train_cached(lambda: models.mini_alexnet(10), _Interrupting(data, 0), data, path=tmp_path / "a.pt", seed=4, **recipe)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_snapshots_in_batchnorm_mode_are_folded_copies_and_do_not_disturb_training():
+    data = SyntheticImages("train", 64, seed=1)
+    seen = []
+
+    def run(snapshots):
+        torch.manual_seed(0)
+        model = models.mini_zfnet(10)
+        hist = train.train(model, data, epochs=2, lr=0.05, batch_size=32, batchnorm=True, snapshots=snapshots,
+                           on_snapshot=lambda e, sd: seen.append(e), device="cpu", progress=False)
+        return model, hist
+
+    (a, ha), (b, hb) = run(()), run((1, 2))
+    assert "snapshots" not in ha and sorted(hb["snapshots"]) == [1, 2] and seen == [1, 2]
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    first = hb["snapshots"][1]
+    assert set(first) == set(a.state_dict())  # the model's own keys: no BatchNorm left
+    assert not torch.equal(first["features.0.weight"], b.state_dict()["features.0.weight"])
+    model = models.mini_zfnet(10)
+    model.load_state_dict(hb["snapshots"][2])
+    x = data.transform_batch(data.images[:4])
+    assert torch.allclose(model.eval()(x), b(x), atol=1e-5)
+
+
+def test_bad_snapshots_and_foreign_checkpoints_are_refused(tmp_path):
+    data = SyntheticImages("train", 32, seed=1)
+    with pytest.raises(ValueError, match="snapshot epochs"):
+        train.train(models.mini_zfnet(10), data, epochs=2, snapshots=(3,), progress=False)
+    path = tmp_path / "c.pt"
+    train.train(models.mini_zfnet(10), data, epochs=1, batch_size=32, checkpoint=path, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="another recipe.*lr"):
+        train.train(models.mini_zfnet(10), data, epochs=1, lr=0.5, batch_size=32, checkpoint=path, device="cpu", progress=False)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        train.train(models.mini_zfnet(10), data, epochs=1, batch_size=32, checkpoint=path, device="cpu", progress=False)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+
+
+def test_train_cached_keys_its_default_file_by_recipe_data_and_initial_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZFCOURSE_CACHE", str(tmp_path))
+    data = SyntheticImages("train", 32, seed=1)
+    recipe = dict(epochs=1, batch_size=32, device="cpu", progress=False)
+    a, _ = train.train_cached(lambda: models.mini_zfnet(10), data, **recipe)
+    files = list((tmp_path / "training").glob("*.pt"))
+    assert len(files) == 1
+    # found again: nothing is trained (the interrupting data would raise on the first batch)
+    b, _ = train.train_cached(lambda: models.mini_zfnet(10), _Interrupting(data, 0), on_snapshot=print, **recipe)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    train.train_cached(lambda: models.mini_zfnet(10), data, lr=0.02, **recipe)
+    train.train_cached(lambda: models.mini_zfnet(10), data, seed=1, **recipe)
+    train.train_cached(lambda: models.mini_zfnet(10), SyntheticImages("train", 32, seed=2), **recipe)
+    assert len(list((tmp_path / "training").glob("*.pt"))) == 4

@@ -3,10 +3,10 @@
 ``zfcourse.world()`` gives a chapter its model and validation set; the modules
 hold the paper's methods (see the README for the list).
 """
-from . import correspondence, data, deconv, invariance, models, occlusion, receptive, topk, transfer
+from . import correspondence, data, deconv, filters, invariance, models, occlusion, receptive, topk, transfer
 from .device import default_device
 from .worlds import World, world
 
 __all__ = ["World", "world", "models", "data", "deconv", "receptive", "topk", "transfer",
-           "occlusion", "correspondence", "invariance", "default_device"]
+           "occlusion", "correspondence", "invariance", "filters", "default_device"]
 __version__ = "0.1.0"

@@ -7,6 +7,12 @@ radius". Their learning rate is annealed by hand when validation error plateaus;
 here it follows a short linear warm-up and a cosine schedule to zero, which needs no
 supervision.
 
+``snapshots`` keeps copies of the weights after chosen epochs (the paper's Fig. 4
+shows the features after epochs 1, 2, 5, 10, 20, 30, 40 and 64); ``checkpoint``
+makes a run resumable (see :mod:`zfcourse.checkpoint`), and :func:`train_cached`
+builds on it: a run that was interrupted continues where it stopped, one that
+finished is loaded.
+
 ``batchnorm=True`` trains with batch normalisation (Ioffe & Szegedy, 2015, a year
 after the paper) after every conv and hidden dense layer and folds it into their
 weights at the end: training converges several times faster, and the network that
@@ -14,14 +20,20 @@ comes out has exactly the modules it went in with.
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import time
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .cache import cache_dir, key, state_hash
+from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .device import default_device
 from .models import sequence
 
@@ -105,19 +117,39 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device=N
     return correct / max(total, 1)
 
 
+@torch.no_grad()
+def _snapshot(model: nn.Module, net: nn.Module, batchnorm: bool) -> dict:
+    """The model's weights now, on the CPU; with batch normalisation, folded into a
+    deep copy so that training goes on with the unfolded network untouched."""
+    if batchnorm:
+        model, net = copy.deepcopy((model, net))  # one memo: the copies share modules as the originals do
+        fold_batchnorm(net.eval())
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, *, epochs: int = 10,
           lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 128,
           warmup_epochs: float = 0.0, renorm_radius: float | None = None, batchnorm: bool = False,
-          seed: int = 0, device=None, progress: bool = True) -> dict:
+          seed: int = 0, snapshots=(), on_snapshot: Callable[[int, dict], None] | None = None,
+          checkpoint: str | Path | None = None, device=None, progress: bool = True) -> dict:
     """Train ``model`` in place; return its history (loss and accuracy per epoch, seconds).
 
     Deterministic under ``seed`` on a given device: the initial weights are the
     caller's, the batch order and dropout masks come from seeded generators.
+    ``snapshots`` (epoch numbers, 1-based) adds ``history["snapshots"]``, a dict
+    epoch -> state dict of ``model`` after that epoch (batch normalisation folded);
+    ``on_snapshot(epoch, state_dict)`` is called with each as it is taken.
+    ``checkpoint`` (a path) saves the whole training state after every epoch and,
+    if the file exists, first resumes from it: the result is the same as without
+    the interruption.
     """
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
     if batchnorm and renorm_radius is not None:
         raise ValueError("filter renormalisation is meaningless under batch normalisation (it undoes any rescaling); use one")
+    snapshots = sorted({int(e) for e in snapshots})
+    if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= epochs:
+        raise ValueError(f"snapshot epochs must lie in 1..{epochs} (epochs={epochs}), got {snapshots}")
     net = with_batchnorm(model) if batchnorm else model
     net.train()
     torch.manual_seed(seed)
@@ -134,9 +166,22 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     loss_fn = nn.CrossEntropyLoss()
     history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "seconds": 0.0}
-    start = time.perf_counter()
-    bar = tqdm(total=steps, desc="training", disable=not progress, leave=False)
-    for _ in range(epochs):
+    if snapshots:
+        history["snapshots"] = {}
+    recipe = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                  warmup_epochs=warmup_epochs, renorm_radius=renorm_radius, batchnorm=batchnorm, seed=seed,
+                  snapshots=snapshots, n_train=len(train_set))
+    done = 0
+    state = load_checkpoint(checkpoint, recipe) if checkpoint is not None else None
+    if state is not None:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], order)
+        done, history = state["epoch"], state["history"]
+    start = time.perf_counter() - history["seconds"]
+    bar = tqdm(total=steps, initial=done * (steps // max(epochs, 1)), desc="training", disable=not progress, leave=False)
+    for epoch in range(done + 1, epochs + 1):
         total_loss = correct = seen = 0
         for x, y in _batches(train_set, batch_size, True, order):
             x, y = x.to(device), y.to(device)
@@ -157,9 +202,54 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
         if val_set is not None:
             history["val_accuracy"].append(evaluate(net, val_set, device=device))
             bar.set_postfix(val_acc=f"{history['val_accuracy'][-1]:.3f}")
+        if epoch in snapshots:
+            history["snapshots"][epoch] = _snapshot(model, net, batchnorm)
+            if on_snapshot is not None:
+                on_snapshot(epoch, history["snapshots"][epoch])
+        history["seconds"] = time.perf_counter() - start
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, recipe=recipe, epoch=epoch, net=net, optimizer=opt, scheduler=sched,
+                            generator=order, history=history)
     bar.close()
     if batchnorm:
         fold_batchnorm(net.eval())
     history["seconds"] = time.perf_counter() - start
     model.eval()
     return history
+
+
+def _fingerprint(dataset: Dataset | None) -> str | None:
+    """What identifies a dataset: its pixels and labels where it holds them as tensors."""
+    if dataset is None:
+        return None
+    if hasattr(dataset, "images") and hasattr(dataset, "labels"):
+        h = hashlib.sha256()
+        for t in (dataset.images, dataset.labels):
+            h.update(torch.as_tensor(t).contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+    return key(type=type(dataset).__name__, n=len(dataset), root=str(getattr(dataset, "root", "")))
+
+
+def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_set: Dataset | None = None, *,
+                 path: str | Path | None = None, seed: int = 0, on_snapshot: Callable[[int, dict], None] | None = None,
+                 device=None, progress: bool = True, **recipe) -> tuple[nn.Module, dict]:
+    """A model trained by :func:`train`, resumed or loaded from a checkpoint file.
+
+    ``make_model()`` is called under ``torch.manual_seed(seed)``, so the initial
+    weights are fixed too. The checkpoint lives at ``path``, by default in
+    :func:`zfcourse.cache.cache_dir` under a key of the initial weights, the
+    training images and the recipe: changing any of them trains anew. After every
+    epoch the state is saved atomically; calling again after an interruption
+    continues from the last completed epoch, after completion it only loads.
+    ``recipe`` holds :func:`train`'s keyword arguments (``epochs``, ``lr``,
+    ``snapshots``, ...); all snapshots, old and new, are in ``history["snapshots"]``,
+    while ``on_snapshot`` sees only those taken in this call.
+    Returns ``(model, history)``, the model in eval mode on ``device``.
+    """
+    torch.manual_seed(seed)
+    model = make_model()
+    if path is None:
+        path = cache_dir() / "training" / f"{key(init=state_hash(model), data=_fingerprint(train_set), val=_fingerprint(val_set), seed=seed, **recipe)}.pt"
+    history = train(model, train_set, val_set, seed=seed, checkpoint=path, on_snapshot=on_snapshot, device=device,
+                    progress=progress, **recipe)
+    return model, history
