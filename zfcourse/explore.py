@@ -10,12 +10,12 @@ interactive view and an executed notebook a first, static one.
 from __future__ import annotations
 
 import ipywidgets as W
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
 from . import deconv, models, receptive
 from .viz_deconv import pool_unpool, show_pooling, show_projections
+from .widgets import show_in
 
 __all__ = ["pooling_array", "pooling_explorer", "projection_explorer"]
 
@@ -30,13 +30,6 @@ def pooling_array(row: int, col: int, size: int = 7, seed: int = 0) -> torch.Ten
     return x
 
 
-def _show(out: W.Output, fig) -> None:
-    out.clear_output(wait=True)
-    with out:
-        display(fig)
-        plt.close(fig)  # shown once, through the Output widget, not again by the inline backend
-
-
 def pooling_explorer(row: int = 2, col: int = 2, size: int = 7, kernel: int = 3, stride: int = 2):
     """Sliders for the bright pixel's row and column in :func:`pooling_array`; the signal
     coming back is the window's number (1, 2, ...), so every sum can be read off."""
@@ -49,7 +42,7 @@ def pooling_explorer(row: int = 2, col: int = 2, size: int = 7, kernel: int = 3,
         n = ((size - kernel) // stride + 1) ** 2
         p = pool_unpool(x, torch.arange(1.0, n + 1), kernel, stride)
         shared = int(p.windows[row_w.value, col_w.value])
-        _show(out, show_pooling(p, f"bright pixel at ({row_w.value}, {col_w.value}): the switch of {shared} window"
+        show_in(out, show_pooling(p, f"bright pixel at ({row_w.value}, {col_w.value}): the switch of {shared} window"
                                    + ("s" if shared != 1 else "")))
 
     row_w.observe(redraw, "value")
@@ -108,7 +101,7 @@ def projection_explorer(world, images: torch.Tensor, layer: str = "conv5", rules
         box = receptive.patch_box(world.model, layer_w.value, pos)
         value = float(state["a"][c][pos])
         label = f"{layer_w.value}, channel {c}, ({pos[0]}, {pos[1]})\nactivation {value:.3g}"
-        _show(out, show_projections(world.denormalize(x[0]), [(label, projections, box)]))
+        show_in(out, show_projections(world.denormalize(x[0]), [(label, projections, box)]))
 
     image_w.observe(on_image_or_layer, "value")
     layer_w.observe(on_image_or_layer, "value")

@@ -28,6 +28,7 @@ from matplotlib.patches import Rectangle
 from . import receptive
 from .models import layer_names
 from .topk import TopK
+from .widgets import show_in
 
 __all__ = ["frames", "signed_scale", "montage", "panels", "fig2", "channel_figure", "explorer"]
 
@@ -159,11 +160,7 @@ def explorer(world, tops: dict[str, TopK], images, layer: str | None = None, cha
     out = W.Output()
 
     def redraw(_=None):
-        out.clear_output(wait=True)
-        with out:
-            fig = channel_figure(world, tops[layer_w.value], images, channel_w.value, captions)
-            display(fig)
-            plt.close(fig)  # shown once, through the Output widget
+        show_in(out, channel_figure(world, tops[layer_w.value], images, channel_w.value, captions))
 
     def on_layer(_):
         channel_w.unobserve(redraw, "value")

@@ -16,6 +16,14 @@ from . import models
 from .plot import to_rgb
 
 
+def show_in(out: W.Output, fig) -> None:
+    """Replace what an Output widget shows with a matplotlib figure."""
+    out.clear_output(wait=True)
+    with out:
+        display(fig)
+        plt.close(fig)  # shown once, through the Output widget, not again by the inline backend
+
+
 def show_feature_map(world, images: torch.Tensor, layer: str, channel: int, index: int = 0, acts=None):
     """One channel of one image's feature map, beside the image and overlaid on it."""
     x = images[index: index + 1].to(world.device)
@@ -60,11 +68,7 @@ def feature_map_explorer(world, images: torch.Tensor, layer: str = "conv1", chan
         redraw()
 
     def redraw(_=None):
-        out.clear_output(wait=True)
-        with out:
-            fig = show_feature_map(world, images, layer_w.value, channel_w.value, image_w.value)
-            display(fig)
-            plt.close(fig)  # shown once, through the Output widget, not again by the inline backend
+        show_in(out, show_feature_map(world, images, layer_w.value, channel_w.value, image_w.value))
 
     layer_w.observe(on_layer, "value")
     image_w.observe(on_layer, "value")
