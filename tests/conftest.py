@@ -1,7 +1,8 @@
 import pytest
 import torch
+from PIL import Image
 
-from zfcourse import worlds
+from zfcourse import models, worlds
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,4 +25,37 @@ def tiny_synthetic(tmp_path, monkeypatch):
     monkeypatch.setitem(worlds.RECIPE, "epochs", 1)
     worlds._world.cache_clear()
     yield tmp_path / "cache"
+    worlds._world.cache_clear()
+
+
+WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
+         "n03394916", "n03417042", "n03425413", "n03445777", "n03888257"]
+
+
+@pytest.fixture
+def imagenet_standin(tmp_path, monkeypatch):
+    """torchvision's caches laid out as after a real download, with stand-in contents:
+    random AlexNet weights under the official file name, and a tiny Imagenette
+    (two pictures per class and split)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("ZFCOURSE_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("ZFCOURSE_IMAGENETTE", raising=False)
+    monkeypatch.delenv("ZFCOURSE_VAL_SIZE", raising=False)
+    monkeypatch.setenv("ZFCOURSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(worlds, "_reachable", lambda *a, **k: pytest.fail("tests never touch the network"))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    ckpt.parent.mkdir(parents=True)
+    reference = models.alexnet()
+    torch.save(reference.state_dict(), ckpt)
+    gen = torch.Generator().manual_seed(0)
+    for wnid in WNIDS:
+        for split in ("train", "val"):
+            folder = tmp_path / "data" / "imagenette2-320" / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(2):
+                pixels = torch.randint(0, 256, (240, 320, 3), dtype=torch.uint8, generator=gen).numpy()
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+    worlds._world.cache_clear()
+    yield reference
     worlds._world.cache_clear()

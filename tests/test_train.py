@@ -62,10 +62,29 @@ def test_renormalisation_during_training():
     data = SyntheticImages("train", 128, seed=1)
     torch.manual_seed(0)
     model = models.mini_zfnet(10)
-    train.train(model, data, epochs=1, lr=0.05, renorm_radius=0.05, device="cpu", progress=False)
+    # initial filters have RMS about 0.01: a radius at that scale binds from the first step
+    hist = train.train(model, data, epochs=1, lr=0.05, renorm_radius=0.01, device="cpu", progress=False)
+    assert hist["rescaled"][0] > 0
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            assert m.weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.05 + 1e-6
+            assert m.weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.01 + 1e-6
+
+
+def test_renormalisation_limited_to_chosen_layers():
+    torch.manual_seed(0)
+    model = models.mini_alexnet(10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(10)  # RMS about 0.1 everywhere
+    conv2 = models.conv_of(model, "conv2").weight.clone()
+    n = train.renormalize_filters(model, radius=0.05, layers=["conv1"])
+    assert n == 48 and torch.equal(models.conv_of(model, "conv2").weight, conv2)
+    assert models.conv_of(model, "conv1").weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.05 + 1e-6
+    with pytest.raises(KeyError, match="conv1, pool1, conv2"):
+        train.train(model, SyntheticImages("train", 8), renorm_radius=0.1, renorm_layers=["conv9"], progress=False)
+    with pytest.raises(ValueError, match="renorm_radius"):
+        train.train(model, SyntheticImages("train", 8), renorm_layers=["conv1"], progress=False)
 
 
 def test_renormalisation_and_batchnorm_exclude_each_other():

@@ -1,9 +1,8 @@
 import pytest
 import torch
-from PIL import Image
 
 import zfcourse
-from zfcourse import models, worlds
+from zfcourse import train, worlds
 
 
 def test_unknown_world_lists_valid_names():
@@ -21,7 +20,7 @@ def test_synthetic_world_trains_once_and_caches(tiny_synthetic, monkeypatch):
     assert len(files) == 1 and not list((tiny_synthetic / "models").glob(".*tmp"))
 
     # a second process-level build loads the file instead of training
-    monkeypatch.setattr(worlds, "train", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(train, "_batches", lambda *a, **k: pytest.fail("trained again"))
     model, meta = worlds.synthetic_model("alexnet", progress=False)
     for a, b in zip(model.state_dict().values(), w.model.state_dict().values()):
         assert torch.equal(a, b.cpu())
@@ -41,7 +40,16 @@ def test_corrupt_model_cache_is_retrained_with_a_warning(tiny_synthetic):
     path.write_bytes(path.read_bytes()[:1000])  # a truncated download or an interrupted copy
     with pytest.warns(UserWarning, match="unreadable"):
         model, _ = worlds.synthetic_model("alexnet", progress=False)
-    assert torch.load(path, weights_only=True)["state_dict"].keys() == model.state_dict().keys()
+    assert torch.load(path, weights_only=True)["history"]["snapshots"][1].keys() == model.state_dict().keys()
+
+
+def test_synthetic_model_keeps_snapshots(tiny_synthetic, monkeypatch):
+    monkeypatch.setitem(worlds.RECIPE, "epochs", 2)
+    model, meta = worlds.synthetic_model("alexnet", progress=False)
+    snaps = meta["history"]["snapshots"]
+    assert sorted(snaps) == [1, 2] and len(meta["history"]["val_accuracy"]) == 2
+    for k, v in model.state_dict().items():  # the last snapshot is the trained model
+        assert torch.equal(snaps[2][k], v.cpu())
 
 
 def test_training_is_deterministic(tiny_synthetic, tmp_path, monkeypatch):
@@ -66,36 +74,6 @@ def test_unknown_synthetic_architecture():
 
 
 # ---------------------------------------------------------------- the imagenet world, offline
-
-WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
-         "n03394916", "n03417042", "n03425413", "n03445777", "n03888257"]
-
-
-@pytest.fixture
-def imagenet_standin(tmp_path, monkeypatch):
-    """torchvision's caches laid out as after a real download, with stand-in contents:
-    random AlexNet weights under the official file name, and a tiny Imagenette."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("ZFCOURSE_DATA", str(tmp_path / "data"))
-    monkeypatch.delenv("ZFCOURSE_IMAGENETTE", raising=False)
-    monkeypatch.delenv("ZFCOURSE_VAL_SIZE", raising=False)
-    monkeypatch.setattr(worlds, "_reachable", lambda *a, **k: pytest.fail("tests never touch the network"))
-    torch.manual_seed(0)
-    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    ckpt.parent.mkdir(parents=True)
-    reference = models.alexnet()
-    torch.save(reference.state_dict(), ckpt)
-    gen = torch.Generator().manual_seed(0)
-    for wnid in WNIDS:
-        folder = tmp_path / "data" / "imagenette2-320" / "val" / wnid
-        folder.mkdir(parents=True)
-        for i in range(2):
-            pixels = torch.randint(0, 256, (240, 320, 3), dtype=torch.uint8, generator=gen).numpy()
-            Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
-    worlds._world.cache_clear()
-    yield reference
-    worlds._world.cache_clear()
-
 
 def test_imagenet_world_runs_offline_from_standin_caches(imagenet_standin):
     w = zfcourse.world("imagenet")

@@ -35,24 +35,27 @@ from tqdm.auto import tqdm
 from .cache import cache_dir, key, state_hash
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .device import default_device
-from .models import sequence
+from .models import conv_of, sequence
 
 
 @torch.no_grad()
-def renormalize_filters(model: nn.Module, radius: float = 0.1) -> int:
+def renormalize_filters(model: nn.Module, radius: float = 0.1, layers=None) -> int:
     """Rescale every conv filter whose RMS exceeds ``radius`` to RMS ``radius``.
 
     The RMS of filter ``f`` is ``sqrt(mean(W[f]**2))`` over its input channels and
-    taps; filters at or below the radius are left untouched. Returns how many
-    filters were rescaled.
+    taps; filters at or below the radius are left untouched. ``layers`` (conv layer
+    names such as ``"conv1"``) limits the rule to those layers; by default it
+    applies to every conv layer, as in the paper. Returns how many filters were
+    rescaled.
     """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)] if layers is None else \
+        [conv_of(model, name) for name in layers]
     rescaled = 0
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            rms = m.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
-            over = rms > radius
-            m.weight[over] *= (radius / rms[over]).view(-1, 1, 1, 1)
-            rescaled += int(over.sum())
+    for m in convs:
+        rms = m.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
+        over = rms > radius
+        m.weight[over] *= (radius / rms[over]).view(-1, 1, 1, 1)
+        rescaled += int(over.sum())
     return rescaled
 
 
@@ -129,10 +132,13 @@ def _snapshot(model: nn.Module, net: nn.Module, batchnorm: bool) -> dict:
 
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, *, epochs: int = 10,
           lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 128,
-          warmup_epochs: float = 0.0, renorm_radius: float | None = None, batchnorm: bool = False,
+          warmup_epochs: float = 0.0, renorm_radius: float | None = None, renorm_layers=None, batchnorm: bool = False,
           seed: int = 0, snapshots=(), on_snapshot: Callable[[int, dict], None] | None = None,
           checkpoint: str | Path | None = None, device=None, progress: bool = True) -> dict:
-    """Train ``model`` in place; return its history (loss and accuracy per epoch, seconds).
+    """Train ``model`` in place; return its history (loss and accuracy per epoch, seconds;
+    with ``renorm_radius``, also how many filters were rescaled per epoch).
+    ``renorm_radius`` renormalises filters after every step (see
+    :func:`renormalize_filters`), in all conv layers or in ``renorm_layers``.
 
     Deterministic under ``seed`` on a given device: the initial weights are the
     caller's, the batch order and dropout masks come from seeded generators.
@@ -147,6 +153,11 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     model.to(device)
     if batchnorm and renorm_radius is not None:
         raise ValueError("filter renormalisation is meaningless under batch normalisation (it undoes any rescaling); use one")
+    if renorm_layers is not None:
+        if renorm_radius is None:
+            raise ValueError("renorm_layers needs a renorm_radius")
+        for name in renorm_layers:
+            conv_of(model, name)  # an unknown layer fails now, naming the valid ones
     snapshots = sorted({int(e) for e in snapshots})
     if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= epochs:
         raise ValueError(f"snapshot epochs must lie in 1..{epochs} (epochs={epochs}), got {snapshots}")
@@ -166,10 +177,13 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     loss_fn = nn.CrossEntropyLoss()
     history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "seconds": 0.0}
+    if renorm_radius is not None:
+        history["rescaled"] = []  # filter rescalings per epoch
     if snapshots:
         history["snapshots"] = {}
     recipe = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                   warmup_epochs=warmup_epochs, renorm_radius=renorm_radius, batchnorm=batchnorm, seed=seed,
+                  **({} if renorm_layers is None else {"renorm_layers": list(renorm_layers)}),
                   snapshots=snapshots, n_train=len(train_set))
     done = 0
     state = load_checkpoint(checkpoint, recipe) if checkpoint is not None else None
@@ -182,7 +196,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     start = time.perf_counter() - history["seconds"]
     bar = tqdm(total=steps, initial=done * (steps // max(epochs, 1)), desc="training", disable=not progress, leave=False)
     for epoch in range(done + 1, epochs + 1):
-        total_loss = correct = seen = 0
+        total_loss = correct = seen = rescaled = 0
         for x, y in _batches(train_set, batch_size, True, order):
             x, y = x.to(device), y.to(device)
             out = net(x)
@@ -192,13 +206,15 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
             opt.step()
             sched.step()
             if renorm_radius is not None:
-                renormalize_filters(model, renorm_radius)
+                rescaled += renormalize_filters(model, renorm_radius, renorm_layers)
             total_loss += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
             bar.update()
         history["loss"].append(total_loss / seen)
         history["train_accuracy"].append(correct / seen)
+        if renorm_radius is not None:
+            history["rescaled"].append(rescaled)
         if val_set is not None:
             history["val_accuracy"].append(evaluate(net, val_set, device=device))
             bar.set_postfix(val_acc=f"{history['val_accuracy'][-1]:.3f}")

@@ -26,9 +26,9 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from . import models, synthetic
-from .cache import cache_dir, cached, key, state_hash
+from .cache import cache_dir, key, state_hash
 from .device import default_device
-from .train import train
+from .train import train_cached
 
 WORLDS = ("imagenet", "synthetic", "auto")
 
@@ -96,6 +96,7 @@ def _world(name: str) -> World:
 # --------------------------------------------------------------------------- synthetic
 
 SYNTHETIC = dict(seed=0, n_train=16000, n_val=2000, n_heldout=1500)
+SNAPSHOTS = (1, 2, 4, 7)  # epochs after which chapter 5 looks at the features (Fig. 4)
 RECIPE = dict(epochs=7, lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128, warmup_epochs=0.5, batchnorm=True)
 ARCHS = {"alexnet": models.mini_alexnet, "zfnet": models.mini_zfnet}
 
@@ -115,34 +116,28 @@ def _synthetic_data(split: str, n: int, seed: int) -> synthetic.SyntheticImages:
 def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, progress: bool = True):
     """A mini network trained on the synthetic world, from the cache or trained now.
 
-    Returns ``(model, meta)`` with ``meta`` holding the validation accuracy and the
-    training time. The cache file is keyed by the architecture, the data and the
-    training recipe (and the initial weights), so changing any of them trains afresh.
+    Returns ``(model, meta)`` with ``meta`` holding the validation accuracy, the
+    training time and the training history, including the weights after the epochs
+    in :data:`SNAPSHOTS` (``meta["history"]["snapshots"]``, chapter 5). The cache
+    file is a resumable :func:`zfcourse.train.train_cached` checkpoint keyed by the
+    architecture, the initial weights, the data and the training recipe, so changing
+    any of them trains afresh, and an interrupted run continues where it stopped.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    make = functools.partial(ARCHS[arch], len(synthetic.TRAIN_PAIRS))
     torch.manual_seed(SYNTHETIC["seed"])
-    model = ARCHS[arch](len(synthetic.TRAIN_PAIRS))
     recipe = dict(RECIPE, renorm_radius=renorm_radius)
     if renorm_radius is not None:  # renormalisation only means something without batch normalisation
         recipe["batchnorm"] = False
-    k = key(arch=str(model), init=state_hash(model), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
-    path = cache_dir() / "models" / f"mini_{arch}-{k}.pt"
-
-    def build():
-        hist = train(model, synthetic_data("train"), synthetic_data("val"), seed=SYNTHETIC["seed"],
-                     progress=progress, **recipe)
-        meta = {"val_accuracy": hist["val_accuracy"][-1], "train_seconds": hist["seconds"],
-                "history": {k: v for k, v in hist.items() if k != "seconds"}}
-        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "meta": meta}
-
-    def validate(obj):
-        model.load_state_dict(obj["state_dict"])
-        obj["meta"]["val_accuracy"]
-
-    ckpt = cached(path, build, validate)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt["meta"]
+    recipe["snapshots"] = tuple(e for e in SNAPSHOTS if e <= recipe["epochs"])
+    initial = make()
+    k = key(arch=str(initial), init=state_hash(initial), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
+    model, hist = train_cached(make, synthetic_data("train"), synthetic_data("val"), seed=SYNTHETIC["seed"],
+                               path=cache_dir() / "models" / f"mini_{arch}-{k}.pt", progress=progress,
+                               **recipe)
+    meta = {"val_accuracy": hist["val_accuracy"][-1], "train_seconds": hist["seconds"], "history": hist}
+    return model, meta
 
 
 def synthetic_world(reason: str) -> World:
