@@ -76,10 +76,10 @@ def evolution(model: nn.Module, snapshots: dict[int, dict], images: torch.Tensor
     epochs = sorted(snapshots)
     projections = [torch.zeros(len(epochs), 3, *(2 * [receptive.receptive_field(net, layer)[0]])) for layer, _ in units]
     chosen = torch.zeros(len(epochs), len(units), dtype=torch.long)
+    layers = sorted({layer for layer, _ in units})
     for i, epoch in enumerate(epochs):
         net.load_state_dict(snapshots[epoch])
         net.to(device)
-        layers = sorted({layer for layer, _ in units})
         with torch.no_grad():
             acts = activations(net, images, layers)
         for j, (layer, channel) in enumerate(units):
@@ -93,9 +93,13 @@ def evolution(model: nn.Module, snapshots: dict[int, dict], images: torch.Tensor
     return Evolution(epochs, units, projections, chosen)
 
 
-def _tile(p: torch.Tensor) -> torch.Tensor:
+def _draw(ax, p: torch.Tensor, title: str | None = None) -> None:
     """A projection stretched on its own, zero at mid-grey (as the other chapters show them)."""
-    return signed_scale(p[None])[0]
+    ax.imshow(to_rgb(signed_scale(p[None])[0]), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
 
 
 def evolution_figure(evo: Evolution, title: str | None = None, size: float = 1.1):
@@ -105,9 +109,7 @@ def evolution_figure(evo: Evolution, title: str | None = None, size: float = 1.1
     for j, (layer, channel) in enumerate(evo.units):
         for i, epoch in enumerate(evo.epochs):
             ax = axes[j, i]
-            ax.imshow(to_rgb(_tile(evo.projections[j][i])), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _draw(ax, evo.projections[j][i])
             if j == 0:
                 ax.set_title(f"epoch {epoch}", fontsize=9)
             if i == 0:
@@ -126,14 +128,11 @@ def _one_epoch(evolutions: dict[str, Evolution], i: int, size: float = 1.3):
         evo = evolutions[name]
         for j in range(U):
             ax = axes[r, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if j >= len(evo.units):
                 ax.axis("off")
                 continue
-            ax.imshow(to_rgb(_tile(evo.projections[j][i])), interpolation="nearest")
             layer, channel = evo.units[j]
-            ax.set_title(f"{layer} ch {channel}", fontsize=7)
+            _draw(ax, evo.projections[j][i], f"{layer} ch {channel}")
         axes[r, 0].set_ylabel(name, fontsize=9)
     fig.suptitle(f"after epoch {next(iter(evolutions.values())).epochs[i]}", fontsize=10)
     fig.tight_layout()

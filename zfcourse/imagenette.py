@@ -57,7 +57,7 @@ class TensorImages(Dataset):
 
     def transform_batch(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images -> model input (per-channel mean and standard deviation)."""
-        return (images.float() / 255 - self.mean) / self.std
+        return self.normalize(images.float() / 255)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> model input."""
@@ -87,15 +87,14 @@ def imagenette(split: str = "train", size: int = 64, download: bool = True, prog
     """
     from torchvision.datasets import Imagenette
 
-    from .worlds import _imagenette_size, data_dir
+    from .worlds import _imagenette_size, data_dir, imagenette_folder
 
     if split not in ("train", "val"):
         raise ValueError(f"unknown Imagenette split {split!r}; valid: train, val")
     if not isinstance(size, int) or isinstance(size, bool) or size < 8:
         raise ValueError(f"size must be an int of at least 8 pixels, got {size!r}")
-    root = data_dir()
-    folder = root / Path(Imagenette._ARCHIVES[_imagenette_size()][0]).stem / split
-    dataset = Imagenette(str(root), split=split, size=_imagenette_size(), download=download and not folder.exists())
+    folder = imagenette_folder(split)
+    dataset = Imagenette(str(data_dir()), split=split, size=_imagenette_size(), download=download and not folder.exists())
     samples = [(str(Path(p).relative_to(folder)), label) for p, label in dataset._samples]
     path = cache_dir() / "imagenette" / f"{split}-{size}-{key(samples=samples)}.pt"
 

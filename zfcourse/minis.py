@@ -71,10 +71,6 @@ def as_world(world, model: nn.Module):
                                info={"model": "a mini network trained on Imagenette at 64 px"})
 
 
-def _num_classes(data) -> int:
-    return len(data.classes)
-
-
 def trained(world, arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
     """Mini ``arch`` (``alexnet`` or ``zfnet``) trained in ``world`` with the synthetic
     world's recipe; returns ``(model, history)``, ``history["snapshots"]`` holding the
@@ -86,7 +82,7 @@ def trained(world, arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
     train_set, val_set = training_data(world)
     recipe = dict(worlds.RECIPE)
     recipe["snapshots"] = tuple(e for e in worlds.SNAPSHOTS if e <= recipe["epochs"])
-    return train_cached(functools.partial(worlds.ARCHS[arch], _num_classes(train_set)), train_set, val_set,
+    return train_cached(functools.partial(worlds.ARCHS[arch], len(train_set.classes)), train_set, val_set,
                         device=world.device, progress=progress, **recipe)
 
 
@@ -125,7 +121,7 @@ def trained_plain(world, arch: str, renorm_radius: float | None, progress: bool 
     train_set = _subset(train_set, PLAIN_IMAGES)
 
     def make():
-        return he_above_first(worlds.ARCHS[arch](_num_classes(train_set)))
+        return he_above_first(worlds.ARCHS[arch](len(train_set.classes)))
 
     cap = {} if renorm_radius is None else {"renorm_radius": renorm_radius, "renorm_layers": ("conv1",)}
     return train_cached(make, train_set, val_set, device=world.device, progress=progress, **cap, **PLAIN)

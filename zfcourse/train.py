@@ -38,7 +38,6 @@ from .device import default_device
 from .models import conv_of, sequence
 
 
-@torch.no_grad()
 def renormalize_filters(model: nn.Module, radius: float = 0.1, layers=None) -> int:
     """Rescale every conv filter whose RMS exceeds ``radius`` to RMS ``radius``.
 
@@ -48,8 +47,18 @@ def renormalize_filters(model: nn.Module, radius: float = 0.1, layers=None) -> i
     applies to every conv layer, as in the paper. Returns how many filters were
     rescaled.
     """
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)] if layers is None else \
-        [conv_of(model, name) for name in layers]
+    return _cap(_convs(model, layers), radius)
+
+
+def _convs(model: nn.Module, layers) -> list[nn.Conv2d]:
+    """The conv modules named by ``layers`` (all of them for ``None``); unknown names raise, listing the valid ones."""
+    if layers is None:
+        return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return [conv_of(model, name) for name in layers]
+
+
+@torch.no_grad()
+def _cap(convs: list[nn.Conv2d], radius: float) -> int:
     rescaled = 0
     for m in convs:
         rms = m.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
@@ -153,11 +162,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     model.to(device)
     if batchnorm and renorm_radius is not None:
         raise ValueError("filter renormalisation is meaningless under batch normalisation (it undoes any rescaling); use one")
-    if renorm_layers is not None:
-        if renorm_radius is None:
-            raise ValueError("renorm_layers needs a renorm_radius")
-        for name in renorm_layers:
-            conv_of(model, name)  # an unknown layer fails now, naming the valid ones
+    if renorm_layers is not None and renorm_radius is None:
+        raise ValueError("renorm_layers needs a renorm_radius")
+    capped = _convs(model, renorm_layers) if renorm_radius is not None else []
     snapshots = sorted({int(e) for e in snapshots})
     if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= epochs:
         raise ValueError(f"snapshot epochs must lie in 1..{epochs} (epochs={epochs}), got {snapshots}")
@@ -206,7 +213,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
             opt.step()
             sched.step()
             if renorm_radius is not None:
-                rescaled += renormalize_filters(model, renorm_radius, renorm_layers)
+                rescaled += _cap(capped, renorm_radius)
             total_loss += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)

@@ -179,14 +179,19 @@ def _imagenette_size() -> str:
     return size
 
 
-def _imagenet_files() -> dict[str, Path]:
+def imagenette_folder(split: str) -> Path:
+    """Where torchvision's Imagenette (in ``ZFCOURSE_IMAGENETTE``'s size) keeps a split once downloaded."""
     from torchvision.datasets import Imagenette
+
+    return data_dir() / Path(Imagenette._ARCHIVES[_imagenette_size()][0]).name.removesuffix(".tgz") / split
+
+
+def _imagenet_files() -> dict[str, Path]:
     from torchvision.models import AlexNet_Weights
 
-    url = Imagenette._ARCHIVES[_imagenette_size()][0]
     return {
         "AlexNet IMAGENET1K_V1 weights": Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name,
-        "Imagenette validation images": data_dir() / Path(url).name.removesuffix(".tgz") / "val",
+        "Imagenette validation images": imagenette_folder("val"),
     }
 
 
