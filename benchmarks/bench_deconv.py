@@ -91,8 +91,7 @@ def _flops_per_neuron(model, image) -> tuple[float, float]:
         seed = torch.zeros_like(x)
         seed[0, 0, 0, 0] = 1.0
         torch.autograd.backward(x, seed, inputs=[pixels])
-    counts = {str(op): f for op, f in counter.get_flop_counts()["Global"].items()}
-    backward = sum(f for op, f in counts.items() if "backward" in op)
+    backward = sum(f for op, f in counter.get_flop_counts()["Global"].items() if "backward" in str(op))
     return counter.get_total_flops() - backward, backward
 
 
