@@ -4,6 +4,19 @@ from PIL import Image
 
 from zfcourse import models, worlds
 
+# Comparing floating-point results. Bitwise equality (torch.equal, == 0) only where it must
+# hold on every processor:
+#   * the same operation on the same shapes and data (determinism, a cache round trip, a
+#     seeded generator, a copy or a crop of pixels);
+#   * structural zeros: values that no nonzero term reaches (outside a receptive field,
+#     a zero-filled border), which are zero whatever order a kernel sums in;
+#   * exactly representable arithmetic (small integers, halves);
+#   * integer results (an argmax, a top-k order) of float64 values far apart.
+# Everywhere else, two computations of one quantity (another batch composition, another
+# formulation, another kernel) agree to a tolerance relative to the scale of what is
+# compared, e.g. torch.testing.assert_close(a, b, rtol=..., atol=rtol * b.abs().max()):
+# oneDNN and MKL choose kernels by processor, so the last bits of a sum differ across CPUs.
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():

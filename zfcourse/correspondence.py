@@ -44,6 +44,10 @@ __all__ = ["box_masks", "random_boxes", "part_boxes", "PARTS", "feature_differen
            "sign_hamming", "consistency", "correspondence"]
 
 PARTS = ("centre", "tip")
+# In units of the dtype's machine epsilon: a few hundred ulps of the layer's largest
+# feature covers the reordering of sums over thousands of terms, and is still far below
+# any change a mask makes (1e-5 of the scale in float32, 3e-14 in float64).
+ROUNDING = 128
 
 
 def box_masks(boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -145,10 +149,14 @@ def feature_differences(model: nn.Module, images: Tensor, parts: Tensor, layers:
     """``eps_i^l = x_i^l - x~_i^l`` for each image and layer: ``{layer: [N, D]}`` (on the CPU).
 
     ``parts``: boxes ``[N, 4]`` or masks ``[N, H, W]`` (what to mask in each image); ``fill``:
-    the mask's colour in model-input space (a number, one per channel, or a World). The
-    original and the masked image go through the network in the same batch, so a feature
-    the mask cannot reach gets exactly ``eps = 0``. Runs on ``device`` (default: the model's,
-    or CUDA when present), in eval mode; the model is put back as it was.
+    the mask's colour in model-input space (a number, one per channel, or a World). A
+    feature the mask cannot reach gets ``eps = 0`` exactly: the original and the masked
+    image go through the network in the same batch, but a CPU or GPU kernel may still sum
+    two rows of one batch in different orders, so a difference within rounding of the
+    layer's scale (:data:`ROUNDING` times the image's largest feature of that layer, in
+    either copy) counts as no change, rather than as a change of random sign. Runs on
+    ``device`` (default: the model's, or CUDA when present), in eval mode; the model is put
+    back as it was.
     """
 
     check_images(model, images)
@@ -165,8 +173,15 @@ def feature_differences(model: nn.Module, images: Tensor, parts: Tensor, layers:
             acts = activations(model, torch.cat([x, torch.where(m[:, None], fill, x)]), layers)
             for layer in layers:
                 a = acts[layer].flatten(1)
-                out[layer].append((a[: len(x)] - a[len(x):]).cpu())
+                out[layer].append(_beyond_rounding(a[: len(x)], a[len(x):]).cpu())
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
+
+
+def _beyond_rounding(original: Tensor, masked: Tensor) -> Tensor:
+    eps = original - masked
+    scale = torch.maximum(original.abs().amax(1, keepdim=True), masked.abs().amax(1, keepdim=True))
+    rounding = ROUNDING * torch.finfo(eps.dtype).eps * scale
+    return torch.where(eps.abs() <= rounding, torch.zeros_like(eps), eps)
 
 
 def sign_hamming(eps: Tensor) -> Tensor:
