@@ -1,7 +1,13 @@
 """Open every page of the built book in headless Chromium and check it as a reader would see it.
 
-For each page: no JavaScript errors, every image loaded, every embedded widget rendered;
-a full-page screenshot goes to ``<out>/<page>.png``. The site is served on 127.0.0.1.
+For each page: no JavaScript errors, every image loaded, every embedded widget rendered,
+and every control of every explorer responds: moving it (a key press on a slider, another
+option of a dropdown) changes the picture the explorer shows, with no kernel behind the
+page; a full-page screenshot goes to ``<out>/<page>.png``. Then the atlas (``atlas/index.json``):
+for each network a unit's permalink (``atlas.html#conv3/17``) must open that unit, name it
+and load its images within the first-load budget; a unit that never fires must say so;
+permalinks to a layer or a channel that do not exist must list those that do. The site is
+served on 127.0.0.1.
 The widget libraries the pages load from public CDNs are served from a local npm copy
 (``--npm``), so the check runs without internet; any other outside request is refused.
 
@@ -9,7 +15,9 @@ The widget libraries the pages load from public CDNs are served from a local npm
 """
 import argparse
 import functools
+import gzip
 import http.server
+import json
 import re
 import sys
 import threading
@@ -70,6 +78,101 @@ def check(page, url: str) -> list[str]:
     return errors
 
 
+# What an explorer shows now: a short signature of each visible image and HTML view.
+SHOWN = """el => Array.from(el.querySelectorAll('img, .widget-html-content'))
+    .filter(e => e.offsetParent !== null)
+    .map(e => e.src ? e.src.length + ':' + e.src.slice(-48) : e.innerHTML.length + ':'
+         + e.innerHTML.slice(-200)).join('|')"""
+CONTROLS = ".widget-dropdown select, .widget-hslider .noUi-handle"
+
+
+def move(control) -> None:
+    """Move one control by one step (back if it is at its end) or to another option."""
+    if control.evaluate("c => c.tagName") == "SELECT":
+        n, i = control.evaluate("c => [c.options.length, c.selectedIndex]")
+        control.select_option(index=(i + 1) % n)
+        return
+    now, top = control.evaluate("h => [h.getAttribute('aria-valuenow'), h.getAttribute('aria-valuemax')]")
+    control.focus()
+    control.press("ArrowLeft" if now == top else "ArrowRight")
+
+
+def check_explorers(page) -> tuple[int, list[str]]:
+    """Move every visible control of every widget output; each must change what it shows."""
+    errors, moved = [], 0
+    outputs = page.locator(".cell_output").filter(has=page.locator(".jupyter-widgets"))
+    for o in range(outputs.count()):
+        output = outputs.nth(o)
+        controls = output.locator(CONTROLS)
+        for c in range(controls.count()):
+            control = controls.nth(c)
+            if not control.is_visible():
+                continue
+            before = output.evaluate(SHOWN)
+            move(control)
+            page.wait_for_timeout(150)
+            after = output.evaluate(SHOWN)
+            moved += 1
+            if not after or after == before:
+                label = control.evaluate("c => c.closest('.widget-inline-hbox, .widget-dropdown')"
+                                         "?.querySelector('label')?.textContent || c.tagName")
+                errors.append(f"explorer {o + 1}: moving its control '{label}' changed nothing shown")
+    return moved, errors
+
+
+FIRST_LOAD = 1.5e6     # bytes a first visit to a unit's permalink may cost, compressed as served
+
+
+def atlas_checks(site: Path) -> list[tuple[str, str, list[str]]]:
+    """(name, fragment, texts the page must show) for every network of the built atlas."""
+    index = json.loads((site / "atlas" / "index.json").read_text())
+    checks = []
+    for i, net in enumerate(index["networks"]):
+        manifest = json.loads((site / "atlas" / net["manifest"]).read_text())
+        head = "" if i == 0 else net["name"] + "/"
+        layers = list(manifest["layers"])
+        layer = "conv3" if "conv3" in layers else layers[0]
+        channels = manifest["layers"][layer]["channels"]
+        c = 17 % channels
+        checks.append((f"{net['name']}-unit", f"#{head}{layer}/{c}", [f"{net['title']} · {layer} · unit {c}"]))
+        dead = [(name, u["channel"]) for name, info in manifest["layers"].items()
+                for u in info["units"] if not u["top"]]
+        if dead:
+            name, c = dead[0]
+            checks.append((f"{net['name']}-dead", f"#{head}{name}/{c}", ["This unit never fires", f"unit {c}"]))
+        first = manifest["layers"][layers[0]]["channels"]
+        checks.append((f"{net['name']}-bad-layer", f"#{head}conv9/0",
+                       ["no layer “conv9”", f"{layers[0]} (channels 0–{first - 1})"]))
+        checks.append((f"{net['name']}-bad-channel", f"#{head}{layer}/{channels + 5}",
+                       [f"no channel “{channels + 5}”", f"its channels are 0–{channels - 1}"]))
+    return checks
+
+
+def check_atlas_page(page, url: str, texts: list[str]) -> tuple[list[str], dict]:
+    """Errors on one atlas view, and the bytes its first load fetched: ``raw``, and
+    ``gzip`` as a host that compresses text (GitHub Pages) sends them; ``atlas`` is the
+    atlas's own share (its data and page script), raw."""
+    fetched = []
+    page.on("response", lambda r: fetched.append(r))
+    errors = check(page, url)
+    page.wait_for_function("!document.querySelector('#atlas p') || "
+                           "!document.querySelector('#atlas p').textContent.startsWith('Loading')")
+    shown = page.inner_text("#atlas")
+    errors += [f"the page does not say {t!r}" for t in texts if t not in shown]
+    size = {"raw": 0, "gzip": 0, "atlas": 0}
+    for r in fetched:
+        try:
+            body = r.body()
+        except Exception:       # redirects and aborted requests have no body
+            continue
+        text = re.search(r"text|javascript|json|css|svg", r.headers.get("content-type", ""))
+        size["raw"] += len(body)
+        size["gzip"] += len(gzip.compress(body)) if text else len(body)
+        if "/atlas/" in r.url or "/_static/atlas." in r.url:
+            size["atlas"] += len(body)
+    return errors, size
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("site", type=Path)
@@ -90,18 +193,39 @@ def main():
             page.route("**/*", route(args.npm, refused))
             errors = check(page, f"{base}/{rel}")
             page.screenshot(path=str(args.out / (html.stem + ".png")), full_page=True)
+            moved, unmoved = check_explorers(page)
+            errors += unmoved
             n_img = page.evaluate("document.images.length")
             n_widgets = page.evaluate("document.querySelectorAll('.jupyter-widgets').length")
             page.close()
             status = "ok" if not errors else "FAILED"
             failures += bool(errors)
-            print(f"{status:6s} {rel}: {n_img} images, {n_widgets} widget elements"
+            print(f"{status:6s} {rel}: {n_img} images, {n_widgets} widget elements, {moved} controls moved"
                   + (f", {len(refused)} outside requests refused" if refused else ""))
+            for e in errors:
+                print(f"       {e}")
+        checks = atlas_checks(args.site) if (args.site / "atlas" / "index.json").exists() else []
+        for name, fragment, texts in checks:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", route(args.npm, []))
+            errors, size = check_atlas_page(page, f"{base}/book/atlas.html{fragment}", texts)
+            if name.endswith("-unit"):
+                images = page.evaluate("document.querySelectorAll('.atlas-tile img').length")
+                if images == 0:
+                    errors.append("the unit's view shows no tiles")
+                if size["gzip"] > FIRST_LOAD:
+                    errors.append(f"first load sent {size['gzip'] / 1e6:.2f} MB, more than {FIRST_LOAD / 1e6} MB")
+            page.screenshot(path=str(args.out / f"atlas-{name}.png"))
+            page.close()
+            failures += bool(errors)
+            print(f"{'ok' if not errors else 'FAILED':6s} atlas.html{fragment}: first load "
+                  f"{size['gzip'] / 1e6:.2f} MB compressed ({size['raw'] / 1e6:.2f} MB raw, "
+                  f"of which the atlas {size['atlas'] / 1e6:.2f} MB)")
             for e in errors:
                 print(f"       {e}")
         browser.close()
     server.shutdown()
-    print(f"{len(pages) - failures} passed, {failures} failed")
+    print(f"{len(pages) + len(checks) - failures} passed, {failures} failed")
     sys.exit(1 if failures else 0)
 
 

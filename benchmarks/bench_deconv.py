@@ -45,7 +45,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from zfcourse import deconv, models
-from zfcourse.device import default_device
+from zfcourse.infra.device import default_device
 
 
 def _clock(device: torch.device) -> float:

@@ -34,7 +34,7 @@ import time
 import torch
 from torch import nn
 
-from zfcourse.device import default_device
+from zfcourse.infra.device import default_device
 from zfcourse.models import alexnet, mini_alexnet
 from zfcourse.occlusion import fill_value, occluded, occlusion_map
 

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from zfcourse.device import default_device
+from zfcourse.infra.device import default_device
 from zfcourse.models import alexnet, layer_index, mini_alexnet, sequence
 from zfcourse.topk import top_activations
 

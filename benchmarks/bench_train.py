@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from zfcourse.device import default_device
+from zfcourse.infra.device import default_device
 from zfcourse.models import mini_alexnet, mini_zfnet
-from zfcourse.synthetic import SyntheticImages
+from zfcourse.data.synthetic import SyntheticImages
 from zfcourse.train import train
 
 RECIPES = {

@@ -13,7 +13,8 @@ import time
 
 import torch
 
-from zfcourse import synthetic, worlds
+from zfcourse import worlds
+from zfcourse.data import synthetic
 
 
 def generation_rate(n: int = 4000, repeats: int = 3) -> float:

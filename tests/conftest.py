@@ -4,6 +4,8 @@ from PIL import Image
 
 from zfcourse import models, worlds
 
+from .helpers import seeded, stand_in_world
+
 # Comparing floating-point results. Bitwise equality (torch.equal, == 0) only where it must
 # hold on every processor:
 #   * the same operation on the same shapes and data (determinism, a cache round trip, a
@@ -26,6 +28,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mini_world():
+    """An untrained mini AlexNet (seed 0) in a stand-in World: for figures and explorers."""
+    return stand_in_world(seeded(lambda: models.mini_alexnet(10)))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = {
+    "bench_atlas.py": ["--n", "30", "--alexnet", "0", "--batch-size", "8", "--device", "cpu"],
     "bench_data.py": ["--megapixels", "0.5", "--repeat", "1"],
     "bench_deconv.py": ["--images", "1", "--sample", "2", "--no-captum", "--threads", "1", "--device", "cpu"],
     "bench_occlusion.py": ["--n", "2", "--alexnet", "0", "--repeats", "1", "--loop", "1", "--device", "cpu"],

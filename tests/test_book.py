@@ -51,4 +51,16 @@ def test_chapter_opens_with_a_title_and_ends_with_exercises(path):
 def test_every_chapter_is_in_the_toc():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     listed = {c["file"] for c in toc["chapters"]}
-    assert listed == {f"book/{p.stem}" for p in NOTEBOOKS}
+    # the other pages (the atlas) are Markdown
+    assert {f for f in listed if (ROOT / f"{f}.ipynb").exists()} == {f"book/{p.stem}" for p in NOTEBOOKS}
+    assert all((ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists() for f in listed)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_code_fits_the_page(path):
+    """The site shows code lines of up to 80 characters whole; a cell is read, not scrolled."""
+    for n, c in enumerate(c for c in cells(path) if c["cell_type"] == "code"):
+        lines = "".join(c["source"]).splitlines()
+        wide = [line for line in lines if len(line) > 80]
+        assert not wide, f"code cell {n}: {len(wide)} lines over 80 characters, e.g. {wide[0]!r}"
+        assert len(lines) <= 20, f"code cell {n}: {len(lines)} lines (at most 20)"

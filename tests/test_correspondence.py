@@ -138,3 +138,59 @@ def test_bad_parts_raise():
         feature_differences(model, images, torch.zeros(2, 3), "fc4")
     with pytest.raises(ValueError, match="one part per image"):
         feature_differences(model, images, torch.tensor([[0, 0, 4, 4]]), "fc4")
+
+
+def test_random_parts_are_random_boxes_on_the_object():
+    region = torch.zeros(4, 32, 32)
+    region[:, 4:20, 6:28] = 1.0
+    a = part_boxes(region, "random", 6, generator=torch.Generator().manual_seed(3))
+    b = random_boxes(6, 4, (32, 32), region=region, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert (box_masks(a, 32) & (region > 0)).sum((1, 2)).tolist() == [36] * 4
+
+
+def test_compare_parts_scores_every_set_and_part_as_one_call_would():
+    from zfcourse.correspondence import PartComparison, compare_parts
+
+    model = small_net()
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(7, 3, 24, 24, dtype=torch.float64, generator=g) - 0.5
+    region = torch.zeros(7, 24, 24, dtype=torch.bool)
+    region[:, 4:20, 3:15] = True
+    region[6, :, :] = False
+    region[6, 10:14, 10:14] = True                   # smaller than a box: half of it is off the object
+    sets = [torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5, 6])]
+    layers = ["pool2", "fc3"]
+    result = compare_parts(model, images, region, sets, 6, layers=layers,
+                           generator=torch.Generator().manual_seed(1))
+    assert isinstance(result, PartComparison)
+    assert result.parts == ["centre", "tip", "random"] and result.layers == layers
+    replay = torch.Generator().manual_seed(1)         # the same draws, in the same order
+    for k, s in enumerate(sets):
+        for part in result.parts:
+            boxes = part_boxes(region[s], part, 6, generator=replay)
+            expected = correspondence(model, images[s], boxes, layers)
+            for layer in layers:
+                assert result.delta[part][layer][k] == pytest.approx(expected[layer], rel=1e-6)
+    assert result.on_object["random"][0] == 1 and result.on_object["centre"][0] == 1
+    assert result.on_object["centre"][1] == pytest.approx((3 + 16 / 36) / 4)
+    again = compare_parts(model, images, region, sets, 6, layers=layers,
+                          generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(again.delta[p][layer], result.delta[p][layer])
+               for p in result.parts for layer in layers)
+
+
+def test_verdicts_follow_the_paired_difference_in_standard_errors():
+    from zfcourse.correspondence import PartComparison
+
+    delta = {"centre": {"pool5": torch.tensor([0.1, 0.2, 0.3])},
+             "tip": {"pool5": torch.tensor([0.5, 0.2, 0.35])},
+             "random": {"pool5": torch.tensor([0.3, 0.3, 0.4])}}
+    result = PartComparison(delta=delta, on_object={p: torch.ones(3) for p in delta}, size=4)
+    # centre: differences 0.2, 0.1, 0.1: mean 0.1333, std 0.0577, standard error 0.0333
+    assert result.z("centre", "pool5") == pytest.approx(4.0, rel=1e-4)
+    assert result.verdict("centre", "pool5") == "more consistent than"
+    assert result.verdict("centre", "pool5", threshold=5) == "about as consistent as"
+    assert result.verdict("random", "pool5", baseline="centre") == "less consistent than"
+    assert -2 < result.z("tip", "pool5") < 0                       # -0.2, 0.1, 0.05
+    assert result.verdict("tip", "pool5") == "about as consistent as"

@@ -6,24 +6,20 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers import seeded
 from zfcourse import models
-from zfcourse.deconv import RULES, project, project_autograd
-
-
-def _seeded(ctor, seed=0):
-    torch.manual_seed(seed)
-    return ctor().eval()
+from zfcourse.deconv import RULES, mean_similarity, outside_share, project, project_autograd
 
 
 @pytest.fixture(scope="module")
 def minis():
-    return {"mini_alexnet": _seeded(lambda: models.mini_alexnet(10)),
-            "mini_zfnet": _seeded(lambda: models.mini_zfnet(10), 1)}
+    return {"mini_alexnet": seeded(lambda: models.mini_alexnet(10)),
+            "mini_zfnet": seeded(lambda: models.mini_zfnet(10), 1)}
 
 
 @pytest.fixture(scope="module")
 def big():
-    return {"alexnet": _seeded(models.alexnet), "zfnet": _seeded(models.zfnet, 1)}
+    return {"alexnet": seeded(models.alexnet), "zfnet": seeded(models.zfnet, 1)}
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +219,7 @@ def _hooks(model):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_model_left_as_found(train, x64):
-    model = _seeded(lambda: models.mini_alexnet(10), 7).train(train)
+    model = seeded(lambda: models.mini_alexnet(10), 7).train(train)
     assert any(isinstance(m, nn.ReLU) and m.inplace for m in model.modules())
     plain = copy.deepcopy(model).eval()
     for m in plain.modules():
@@ -296,3 +292,69 @@ def test_unsupported_modules_are_named():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU())
     with pytest.raises(ValueError, match="padding_mode='reflect'"):
         project(model, torch.randn(1, 3, 9, 9), "conv1", 0)
+
+
+def test_outside_share():
+    x = torch.zeros(2, 3, 10, 10)
+    x[0, :, 2:5, 3:6] = 1
+    x[1, :, 0, 0] = 1
+    x[1, :, 3, 3] = 1
+    share = outside_share(x, (2, 3, 5, 6))
+    assert torch.allclose(share, torch.tensor([0.0, 0.5]))
+    assert outside_share(torch.zeros(3, 4, 4), (0, 0, 2, 2)) == 0
+    assert outside_share(torch.ones(3, 4, 4), (-5, -5, 20, 20)) == 0, "a box past the border covers the image"
+
+
+def test_mean_similarity_over_pairs_of_different_neurons():
+    a, b = torch.zeros(3, 4, 4), torch.zeros(3, 4, 4)
+    a[0, 0, 0], b[1, 2, 3] = 2.0, -1.0
+    assert mean_similarity(torch.stack([a, 3 * a, a])) == pytest.approx(1.0)
+    assert mean_similarity(torch.stack([a, b])) == 0.0
+    assert mean_similarity(torch.stack([a, -a])) == pytest.approx(-1.0)
+    assert mean_similarity(torch.stack([a, a, b])) == pytest.approx(2 / 6), "one similar pair of three"
+    with pytest.raises(ValueError, match="at least two"):
+        mean_similarity(a[None])
+
+
+def _chunks(model, images, neurons, **kw):
+    from zfcourse.deconv import projection_chunks
+
+    pieces = list(projection_chunks(model, images, neurons, **kw))
+    return {layer: torch.cat([p for name, _, p in pieces if name == layer]) for layer in neurons}, pieces
+
+
+def test_projection_chunks_match_project_neuron_by_neuron(minis, x64):
+    model = minis["mini_zfnet"]
+    g = torch.Generator().manual_seed(5)
+    neurons = {}
+    for layer in ("conv1", "pool2", "conv5"):
+        act = models.activations(model, x64, layer)[layer]
+        E = 7
+        image = torch.randint(len(x64), (E,), generator=g)
+        channel = torch.randint(act.shape[1], (E,), generator=g)
+        position = torch.stack([torch.randint(act.shape[2], (E,), generator=g),
+                                torch.randint(act.shape[3], (E,), generator=g)], -1)
+        position[0] = 0                                  # a corner: the box reaches past the border
+        neurons[layer] = (image, channel, position)
+    full, pieces = _chunks(model, x64, neurons, rule="guided", chunk_size=3)
+    assert [(layer, part.start) for layer, part, _ in pieces] == \
+        [(layer, start) for layer in neurons for start in (0, 3, 6)]
+    for layer, (image, channel, position) in neurons.items():
+        assert_same(full[layer], project(model, x64[image], layer, channel, position, rule="guided"))
+
+
+def test_projection_chunks_bad_input_is_named(minis, x64):
+    model = minis["mini_zfnet"]
+    one = (torch.tensor([0]), torch.tensor([1]), torch.tensor([[0, 0]]))
+    with pytest.raises(ValueError, match="channel 96 is out of range"):
+        _chunks(model, x64, {"conv5": (torch.tensor([0]), torch.tensor([96]), torch.tensor([[0, 0]]))})
+    with pytest.raises(ValueError, match="image 3 is out of range"):
+        _chunks(model, x64, {"conv5": (torch.tensor([3]), torch.tensor([0]), torch.tensor([[0, 0]]))})
+    with pytest.raises(ValueError, match="dense layer"):
+        _chunks(model, x64, {"fc6": one})
+    with pytest.raises(ValueError, match="outside"):
+        _chunks(model, x64, {"conv1": (torch.tensor([0]), torch.tensor([1]), torch.tensor([[0, 99]]))})
+    with pytest.raises(ValueError, match="at least one layer"):
+        _chunks(model, x64, {})
+    with pytest.raises(ValueError, match="must hold integers"):
+        _chunks(model, x64, {"conv1": (torch.tensor([0.0]), torch.tensor([1]), torch.tensor([[0, 0]]))})

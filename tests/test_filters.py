@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch import nn
 
 from zfcourse import models
-from zfcourse.filters import dead_filters, filter_table, frequency_content
+from zfcourse.filters import dead_filters, filter_rms, filter_table, frequency_content
 
 
 def _checkerboard(k, channels=3):
@@ -103,3 +104,11 @@ def test_filter_table_rows():
     assert [(r["model"], r["kernel"], r["stride"], r["filters"]) for r in rows] == [("zf", 7, 2, 48), ("alex", 11, 4, 48)]
     assert rows[0]["dead"] == pytest.approx(4 / 48)
     assert all(abs(r["low"] + r["mid"] + r["high"] - 1) < 1e-5 for r in rows)
+
+
+def test_filter_rms_is_the_root_mean_square_of_each_filter():
+    bank = torch.stack([torch.full((3, 2, 2), v) for v in (0.5, -2.0)])
+    bank[1, 0, 0, 0] = 0.0                       # 11 taps of 4, 1 of 0
+    assert torch.allclose(filter_rms(bank), torch.tensor([0.5, (11 / 12 * 4) ** 0.5]))
+    conv = nn.Conv2d(3, 2, 2)
+    assert torch.equal(filter_rms(conv), conv.weight.detach().pow(2).mean((1, 2, 3)).sqrt())

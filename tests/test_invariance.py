@@ -1,21 +1,15 @@
 """Invariance curves: the transformations, zero at the identity, batching, brute force."""
 import pytest
 import torch
-from torch import nn
 
+from tests.helpers import seeded
 from zfcourse.invariance import Invariance, invariance_curves, transform
 from zfcourse.models import activations, mini_alexnet
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    net = mini_alexnet(10)
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.normal_(m.bias, 0.0, 0.1)
-    return net.double().eval()
+    return seeded(lambda: mini_alexnet(10), he=True, double=True)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +99,26 @@ def test_bad_arguments_raise(model, images):
         transform(images, "scale", 0.0)
     with pytest.raises(ValueError, match="one per image"):
         invariance_curves(model, images, [1, 2], "rotate", [0, 90])
+
+
+def hand_made(kind, values, conv1, fc7):
+    """An Invariance with given relative distances ``[V, N]`` (norms 2)."""
+    n = len(conv1[0])
+    return Invariance(kind=kind, values=torch.tensor(values), probability=torch.zeros(len(values), n),
+                      target=torch.zeros(n, dtype=torch.long), norm={"conv1": torch.full((n,), 2.0),
+                                                                     "fc7": torch.full((n,), 2.0)},
+                      distance={"conv1": 2 * torch.tensor(conv1), "fc7": 2 * torch.tensor(fc7)})
+
+
+def test_the_smallest_change_is_next_to_the_identity():
+    curves = hand_made("scale", [0.8, 0.9, 1.0, 1.1], conv1=[[9.0, 9.0], [0.5, 0.7], [0, 0], [0.3, 0.5]],
+                       fc7=[[9.0, 9.0], [0.1, 0.1], [0, 0], [0.2, 0.0]])
+    assert curves.neighbours == [1, 3]
+    moved = curves.smallest_change()
+    assert list(moved) == ["conv1", "fc7"]
+    assert moved["conv1"] == pytest.approx(0.5) and moved["fc7"] == pytest.approx(0.1)
+    at_the_start = hand_made("rotate", [0.0, 15.0, 30.0], conv1=[[0.0], [0.8], [0.9]], fc7=[[0.0], [0.2], [0.3]])
+    assert at_the_start.neighbours == [1]
+    assert at_the_start.smallest_change()["conv1"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="identity"):
+        hand_made("rotate", [15.0, 30.0], conv1=[[0.8], [0.9]], fc7=[[0.2], [0.3]]).neighbours

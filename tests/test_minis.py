@@ -4,7 +4,7 @@ from torch import nn
 
 import zfcourse
 from zfcourse import minis, models, train, worlds
-from zfcourse.imagenette import TensorImages
+from zfcourse.data.imagenette import TensorImages
 
 
 def test_he_above_first_keeps_layer_one_and_rescales_the_rest():

@@ -87,3 +87,19 @@ def test_bad_images_are_named(shape, message):
 def test_pretrained_alexnet_needs_1000_classes():
     with pytest.raises(ValueError, match="1000 classes"):
         models.alexnet(pretrained=True, num_classes=10)
+
+
+def test_strongest_unit_and_channels():
+    maps = torch.zeros(4, 3, 5)
+    maps[2, 1, 3] = 5.0   # the strongest unit
+    maps[0, 2, 0] = 3.0
+    maps[3, 0, 4] = 3.0   # a tie with channel 0: the first channel goes first
+    maps[1, 2, 2] = -1.0  # never positive: last
+    assert models.strongest_unit(maps) == (2, (1, 3))
+    assert models.strongest_channels(maps).tolist() == [2, 0, 3, 1]
+    assert models.strongest_channels(maps, 2).tolist() == [2, 0]
+    maps[0, 0, 1] = 5.0   # a tie for the strongest: the first channel, then reading order
+    maps[0, 1, 0] = 5.0
+    assert models.strongest_unit(maps) == (0, (0, 1))
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        models.strongest_unit(maps[None])

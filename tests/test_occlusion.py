@@ -205,3 +205,33 @@ def test_overlap_is_the_share_of_each_square_on_the_object():
         for j, left in enumerate(result.cols.tolist()):
             assert share[0, i, j] == (masks[0, top:top + 4, left:left + 4] > 0).float().mean()
     assert share[0, 1, 2] == 1 and share[0, 4, 4] == 0
+
+
+def test_peak_overlap_and_the_drop_by_overlap():
+    from zfcourse.occlusion import OVERLAP_BINS, drop_by_overlap, peak_overlap
+
+    model = region_model()
+    images = torch.rand(2, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5
+    result = occlusion_map(model, images, target=0, window=4, stride=2, fill=0.0)
+    masks = torch.zeros(2, 16, 16)
+    t, l, b, r = REGION
+    masks[:, t:b, l:r] = 255                    # the object is the region the output depends on
+    on = result.overlap(masks)
+    # the largest drop is with the occluder wholly on the region (see the first test)
+    assert peak_overlap(result, masks).tolist() == [1.0, 1.0]
+    masks[1] = 0
+    masks[1, :8, :8] = 1                       # an object the output ignores
+    peak = peak_overlap(result, masks)
+    i, j = divmod(int(result.drop[1].argmax()), result.drop.shape[2])
+    assert peak[1] == result.overlap(masks)[1, i, j] == 0
+
+    masks[1] = masks[0]
+    mean = drop_by_overlap(result, masks)
+    assert mean.shape == (len(OVERLAP_BINS) - 1,)
+    flat_on, flat_drop = on.flatten(), result.drop.flatten()
+    assert mean[0].abs() < 1e-12               # squares off the object change nothing here
+    for k, (lo, hi) in enumerate(zip(OVERLAP_BINS[:-1], OVERLAP_BINS[1:])):
+        chosen = (flat_on >= lo) & (flat_on < hi)
+        torch.testing.assert_close(mean[k], flat_drop[chosen].mean())
+    assert (mean[1:] > 0).all() and mean[-1] == mean.max()   # more on the object, a larger drop
+    assert drop_by_overlap(result, masks, bins=(0.0, 0.5, 1.01, 2.0))[-1].isnan()   # an empty bin

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from zfcourse.models import alexnet, layer_index, layer_names, mini_alexnet, mini_zfnet, sequence, zfnet
-from zfcourse.receptive import crop_patches, patch_box, receptive_field
+from zfcourse.models import activations, alexnet, layer_index, layer_names, mini_alexnet, mini_zfnet, sequence, zfnet
+from zfcourse.receptive import crop_patches, keep_box, patch_box, receptive_field
 
 # Hand-computed with S += (k-1)*J, P += p*J, J *= s, layer by layer:
 #   AlexNet: conv1 11/4 p2, pools 3/2, conv2 5/1 p2, conv3-5 3/1 p1.
@@ -137,7 +137,7 @@ def test_crop_patches_pad_outside_the_image_and_copy_inside():
     torch.manual_seed(0)
     images = torch.rand(3, 3, 64, 64)
     positions = torch.tensor([[0, 0], [4, 3], [7, 7]])
-    patches = crop_patches(m, "conv2", images, positions, fill=-1.0)
+    patches = crop_patches(m, images, "conv2", positions, fill=-1.0)
     assert patches.shape == (3, 3, 51, 51)
     for img, patch, pos in zip(images, patches, positions):
         top, left, bottom, right = patch_box(m, "conv2", pos)
@@ -150,3 +150,22 @@ def test_crop_patches_pad_outside_the_image_and_copy_inside():
     assert (patches[0, :, :25, :] == -1).all() and (patches[0, :, 25:, 25:] != -1).all()
     # position (4, 3) of conv2 is interior: its box is (7, -1, 58, 50); one column is padding
     assert (patches[1, :, :, 0] == -1).all() and torch.equal(patches[1, :, :, 1:], images[1, :, 7:58, 0:50])
+
+
+def test_keep_box_leaves_the_unit_unchanged_and_fills_the_rest():
+    net = model("mini_alexnet")
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 64, 64)
+    box = patch_box(net, "pool1", (2, 5))  # (7, 31, 26, 50)
+    kept = keep_box(x, box, fill=0.5)
+    top, left, bottom, right = box
+    assert torch.equal(kept[..., top:bottom, left:right], x[..., top:bottom, left:right])
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[top:bottom, left:right] = False
+    assert (kept[..., outside] == 0.5).all() and outside.sum() == 64 * 64 - 19 * 19
+    unit = [activations(net, t, "pool1")["pool1"][0, :, 2, 5] for t in (x, keep_box(x, box))]
+    assert torch.allclose(unit[0], unit[1], rtol=1e-5, atol=1e-6 * unit[0].abs().max())
+    elsewhere = [activations(net, t, "pool1")["pool1"][0, :, 6, 1] for t in (x, keep_box(x, box))]
+    assert not torch.allclose(elsewhere[0], elsewhere[1])
+    corner = keep_box(x, (-5, -5, 3, 4))  # clipped at the top left
+    assert torch.equal(corner[..., :3, :4], x[..., :3, :4]) and corner.abs().sum() == x[..., :3, :4].abs().sum()

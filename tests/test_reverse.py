@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zfcourse import models, reverse
+from zfcourse.reverse import pool_unpool, pooling_array
 
 
 def _vjp(f, x, g):
@@ -154,3 +155,81 @@ def test_crop_and_reframe_move_windows():
     expected = torch.zeros(1, 1, 4, 4)
     expected[0, 0, :3, :2] = x[0, 0, 1:, 2:]
     assert torch.equal(moved, expected)
+
+
+def test_a_pixel_shared_by_four_windows_adds_their_signals_and_maxunpool_keeps_one():
+    x = pooling_array(2, 2)
+    signal = torch.arange(1.0, 10.0)
+    p = pool_unpool(x, signal)
+    assert p.pooled.shape == (3, 3)
+    assert p.windows[2, 2] == 4 and p.windows.sum() == 9
+    assert p.added[2, 2] == 1 + 2 + 4 + 5, "windows (0,0), (0,1), (1,0), (1,1) all chose (2, 2)"
+    assert p.overwritten[2, 2] in (1, 2, 4, 5)
+    assert p.added.sum() == signal.sum() and p.overwritten.sum() < signal.sum()
+    single = p.windows == 1
+    assert torch.equal(p.added[single], p.overwritten[single])
+
+
+def test_unpooling_by_adding_is_the_adjoint_of_pooling_at_fixed_switches():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(9, 9, generator=g)
+    x[4, 4] = 2  # shared by four windows
+    signal = torch.randn(4, 4, generator=g)
+    p = pool_unpool(x, signal)
+    y = torch.randn(9, 9, generator=g)
+    pooled_y = y.flatten()[p.switches.flatten()]  # y read at x's switches
+    assert torch.allclose((pooled_y * signal.flatten()).sum(), (y * p.added).sum(), atol=1e-5)
+    assert not torch.allclose((pooled_y * signal.flatten()).sum(), (y * p.overwritten).sum(), atol=1e-3)
+
+
+def test_pool_unpool_defaults_to_the_pooled_values_and_checks_its_input():
+    p = pool_unpool(pooling_array(3, 3))
+    assert torch.equal(p.signal, p.pooled)
+    assert torch.equal(p.overwritten, F.max_unpool2d(p.pooled[None, None], p.switches[None, None], 3, 2,
+                                                     output_size=(7, 7))[0, 0])
+    with pytest.raises(ValueError, match="2-D"):
+        pool_unpool(torch.zeros(1, 7, 7))
+
+
+def test_pooling_array_has_distinct_values_and_one_bright_pixel():
+    x = pooling_array(1, 5)
+    assert x.flatten().unique().numel() == 49 and x.argmax() == 1 * 7 + 5
+    with pytest.raises(ValueError, match="outside"):
+        pooling_array(7, 0)
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 2, padding=1)])
+def test_max_pool_pools_as_the_module_does_and_unpool_takes_its_switches(pool):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 11, 11)
+    pooled, switches = reverse.max_pool(x, pool)
+    assert torch.equal(pooled, pool(x))
+    assert torch.equal(x.flatten(2).gather(2, switches.flatten(2)), pooled.flatten(2))
+    g = torch.randn_like(pooled)
+    _close(reverse.unpool(g, switches, (11, 11))[0], _vjp(pool, x, g))
+
+
+def test_shared_switches_marks_the_windows_whose_switch_another_window_chose():
+    p = pool_unpool(pooling_array(2, 2))  # the bright pixel is the switch of windows (0..1, 0..1)
+    shared = reverse.shared_switches(p.switches[None, None], (7, 7))[0, 0]
+    assert shared.shape == (3, 3) and shared.dtype == torch.bool
+    assert torch.equal(shared, p.windows.flatten()[p.switches] > 1)
+    assert shared[:2, :2].all()
+    x = torch.arange(49.0).view(1, 1, 7, 7)  # increasing: each window's maximum is its own corner
+    _, switches = F.max_pool2d(x, 3, 2, return_indices=True)
+    assert not reverse.shared_switches(switches, (7, 7)).any()
+
+
+def test_transposed_sizes_of_zfnet_and_the_output_padding_that_restores_them():
+    torch.manual_seed(0)
+    rows = reverse.transposed_sizes(models.zfnet(), 224)
+    assert [r.layer for r in rows] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert rows[0] == ("conv1", 7, 2, 224, 110, 223, 1), "224 -> 110 -> 223 without output_padding"
+    assert [(r.input, r.output) for r in rows[1:]] == [(55, 26), (13, 13), (13, 13), (13, 13)]
+    net = models.mini_alexnet(10)
+    convs = [m for m in models.sequence(net) if isinstance(m, nn.Conv2d)]
+    for r, conv in zip(reverse.transposed_sizes(net, 64), convs):
+        y = torch.zeros(1, conv.out_channels, r.output, r.output)
+        back = F.conv_transpose2d(y, conv.weight, None, conv.stride, conv.padding,
+                                  output_padding=r.output_padding)
+        assert back.shape[-1] == r.input

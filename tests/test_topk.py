@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from tests.helpers import seeded
 from zfcourse import receptive
 from zfcourse.models import activations, layer_index, mini_alexnet, sequence
-from zfcourse.topk import TopK, top_activations
+from zfcourse.topk import (TopK, centre_on_object, chance_purity, purity, top_activations,
+                           top_activations_layers)
 
 N = 30
 
@@ -29,10 +31,9 @@ class Labelled(Dataset):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
     # Double precision: a unit's value does not depend on the batch it is computed in,
     # so constructed ties are exact ties whatever the batch size.
-    return mini_alexnet(10).double().eval()
+    return seeded(lambda: mini_alexnet(10), double=True)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,24 @@ def test_matches_brute_force(model, images, layer):
     result = top_activations(model, images, layer, k=9, batch_size=7, progress=False)
     assert result.layer == layer and result.values.shape[1] == 9
     assert_same(result, brute_force(model, images, layer, 9, batch_size=7))
+
+
+def test_one_pass_for_several_layers_matches_each_layer_alone(model, images):
+    layers = ["conv4", "conv1", "pool2", "fc6"]
+    results = top_activations_layers(model, images, layers, k=5, batch_size=7, progress=False)
+    assert list(results) == layers
+    for layer, result in results.items():
+        assert result.layer == layer
+        assert_same(result, brute_force(model, images, layer, 5, batch_size=7))
+        # active: the images in which the channel's strongest unit is positive
+        a = torch.cat([activations(model, x, layer)[layer] for x in images.split(7)])
+        fires = (a.flatten(2).amax(2) if a.dim() == 4 else a) > 0
+        assert torch.equal(result.active, fires.sum(0))
+    assert 0 < results["conv4"].active.min() and results["conv1"].active.max() <= N
+    with pytest.raises(ValueError, match="at least one layer"):
+        top_activations_layers(model, images, [], progress=False)
+    with pytest.raises(KeyError, match="conv9"):
+        top_activations_layers(model, images, ["conv1", "conv9"], progress=False)
 
 
 def test_ties_go_to_the_lower_index_and_the_first_position(model, images):
@@ -189,7 +208,7 @@ def test_crop_patches_are_the_receptive_fields_of_the_top_images(model, images):
     assert torch.equal(some, every[[7, 3]])
     for j in range(4):
         n, pos = result.indices[7, j], result.positions[7, j]
-        assert torch.equal(one[0, j], receptive.crop_patches(model, "conv2", images[n][None], pos[None])[0])
+        assert torch.equal(one[0, j], receptive.crop_patches(model, images[n][None], "conv2", pos[None])[0])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("zfcourse.deconv") is None, reason="zfcourse/deconv.py is not written yet")
@@ -205,7 +224,37 @@ def test_project_projects_each_top_neuron(model, images):
         torch.testing.assert_close(proj[row], expected)
         assert proj[row].abs().sum() > 0
     cropped = result.project(model, images, channel=5, rule="guided", crop=True)
-    assert torch.equal(cropped[0], receptive.crop_patches(model, "conv3", proj[0], result.positions[5]))
+    assert torch.equal(cropped[0], receptive.crop_patches(model, proj[0], "conv3", result.positions[5]))
     dense = top_activations(model, images, "fc7", k=2, progress=False)
     expected = deconv.project(model, images[dense.indices[4]], "fc7", torch.full((2,), 4))
     torch.testing.assert_close(dense.project(model, Labelled(images), channel=4)[0], expected)
+
+
+def test_purity_is_the_mean_share_of_the_most_common_group():
+    groups = torch.tensor([[0, 0, 1], [2, 2, 2], [0, 1, 2]])
+    assert purity(groups) == pytest.approx((2 / 3 + 1 + 1 / 3) / 3)
+    with pytest.raises(ValueError, match="channels, k"):
+        purity(torch.tensor([1, 2]))
+
+
+def test_chance_purity_matches_the_expected_share_of_random_draws():
+    # two equal groups, k = 2: the pair agrees half the time, so purity 0.75
+    labels = torch.tensor([0, 1] * 50)
+    assert chance_purity(labels, k=2, draws=20000) == pytest.approx(0.75, abs=0.01)
+    assert chance_purity(torch.zeros(10), k=3) == 1.0
+    with pytest.raises(ValueError, match="k must be"):
+        chance_purity(labels, k=101)
+
+
+def test_centre_on_object_reads_the_mask_at_each_box_centre():
+    model = mini_alexnet(10)
+    size, stride, padding = receptive.receptive_field(model, "conv1")   # 11, 4, 2
+    masks = torch.zeros(2, 64, 64, dtype=torch.uint8)
+    masks[1, :32] = 255                               # image 1: the object fills the top half
+    # position (h, w) has its box centre at h * 4 - 2 + 5 = 4h + 3
+    top = TopK(values=torch.ones(1, 2), indices=torch.tensor([[1, 1]]),
+               positions=torch.tensor([[[2, 0], [10, 0]]]), layer="conv1")   # centres at rows 11, 43
+    on, anywhere = centre_on_object(model, top, masks, map_size=15)
+    assert on == 0.5
+    rows = (torch.arange(15) * stride - padding + size // 2).clamp(0, 63)
+    assert anywhere == pytest.approx(float((rows < 32).float().mean()) / 2)

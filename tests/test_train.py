@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from zfcourse import models, train
-from zfcourse.synthetic import SyntheticImages
+from zfcourse.data.synthetic import SyntheticImages
 
 
 def test_renormalisation_caps_rms_and_leaves_small_filters_alone():
@@ -183,3 +183,28 @@ def test_train_cached_keys_its_default_file_by_recipe_data_and_initial_weights(t
     train.train_cached(lambda: models.mini_zfnet(10), data, seed=1, **recipe)
     train.train_cached(lambda: models.mini_zfnet(10), SyntheticImages("train", 32, seed=2), **recipe)
     assert len(list((tmp_path / "training").glob("*.pt"))) == 4
+
+
+class _Fixed(nn.Module):
+    """Logits that are the image's first pixel values, one per class."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x[:, 0, 0, :3]
+
+
+def test_predict_keeps_the_order_and_confident_mistakes_come_first():
+    logits = torch.tensor([[5.0, 0, 0], [0, 1, 0], [0, 0, 9], [2, 0, 0], [0, 0, 0.5]])
+    images = torch.zeros(5, 1, 1, 3)
+    images[:, 0, 0] = logits
+    labels = torch.tensor([0, 2, 1, 0, 0])  # items 1, 2 and 4 are wrong
+    data = torch.utils.data.TensorDataset(images, labels)
+    probs, y = train.predict(_Fixed(), data, batch_size=2, progress=False)
+    assert torch.equal(y, labels)
+    assert torch.allclose(probs, logits.softmax(1))
+    assert train.confident_mistakes(probs, y).tolist() == [2, 1, 4]
+    assert train.confident_mistakes(probs, y, k=1).tolist() == [2]
+    assert train.confident_mistakes(probs, probs.argmax(1)).tolist() == []

@@ -1,3 +1,4 @@
+import functools
 import types
 
 import pytest
@@ -5,8 +6,9 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
-from zfcourse import models, transfer
-from zfcourse.synthetic import SyntheticImages
+from zfcourse import models, transfer, worlds
+from zfcourse.data import caltech
+from zfcourse.data.synthetic import SyntheticImages
 
 
 def blobs(n_per_class=30, classes=4, dim=20, spread=0.3, seed=0):
@@ -125,7 +127,7 @@ def test_features_pool_conv_maps_and_flatten():
     assert out["conv1"].shape == (5, 48 * 4 * 4)      # 16x16 maps averaged to 4x4
     assert out["pool5"].shape == (5, 96 * 2 * 2)      # already smaller than the grid
     assert out["fc7"].shape == (5, 256)
-    full = transfer.features(model, x, "conv1", grid=None, cache=False, progress=False)
+    full = transfer.features(model, x, "conv1", grid=None, cache=False, progress=False)["conv1"]
     assert full.shape == (5, 48 * 16 * 16)
     assert torch.allclose(out["conv1"].view(5, 48, 16), full.view(5, 48, 4, 4, 4, 4).mean((3, 5)).flatten(2), atol=1e-5)
     with pytest.raises(KeyError, match="conv1"):
@@ -177,8 +179,7 @@ def make_caltech(root, sizes):
 def test_caltech101_standin_loads_as_rgb_and_splits_as_the_paper(tmp_path, monkeypatch):
     make_caltech(tmp_path, {"ant": 31, "bonsai": 45, "chair": 90})
     monkeypatch.setenv("ZFCOURSE_DATA", str(tmp_path))
-    world = types.SimpleNamespace(heldout=None, preprocess=pil_to_tensor)
-    task = transfer.new_task(world)
+    task = worlds.caltech_task(pil_to_tensor)
     assert task.classes == ["ant", "bonsai", "chair"], "BACKGROUND_Google is not a class"
     assert len(task.data) == 166
     assert {task.data[i][0].shape[0] for i in range(4)} == {3}, "greyscale images come out as RGB"
@@ -186,19 +187,19 @@ def test_caltech101_standin_loads_as_rgb_and_splits_as_the_paper(tmp_path, monke
     assert task.labels[task.train].bincount().tolist() == [30, 30, 40]
     assert not set(task.train.tolist()) & set(task.test.tolist())
     feats = transfer.features(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU()), _Floats(task.data),
-                              "conv1", cache=False, batch_size=50, num_workers=0, progress=False)
+                              "conv1", cache=False, batch_size=50, num_workers=0, progress=False)["conv1"]
     assert feats.shape == (166, 2 * 4 * 4)
 
 
 def test_missing_caltech101_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="ZFCOURSE_DATA"):
-        transfer.caltech101(tmp_path, download=False)
+        caltech.caltech101(tmp_path, download=False)
 
 
 def test_scratch_curve_trains_on_image_files(tmp_path):
     make_caltech(tmp_path, {"ant": 6, "bonsai": 6})
     to_input = lambda img: pil_to_tensor(img.resize((64, 64))).float() / 255
-    data = transfer.caltech101(tmp_path, transform=to_input, download=False)
+    data = caltech.caltech101(tmp_path, transform=to_input, download=False)
     train, test = transfer.split_per_class(data.labels, 2)
     curve = transfer.scratch_curve(lambda: models.mini_alexnet(10), data, data.labels, train, test, shots=2, draws=1,
                                    steps=1, device="cpu", progress=False)
@@ -218,8 +219,53 @@ class _Floats(torch.utils.data.Dataset):
 
 
 def test_new_task_splits_the_heldout_classes():
-    world = types.SimpleNamespace(heldout=SyntheticImages("heldout", 150))
-    task = transfer.new_task(world)
+    data = SyntheticImages("heldout", 150)
+    task = transfer.new_task(types.SimpleNamespace(task=functools.partial(worlds.heldout_task, data)))
     assert task.labels[task.test].bincount().tolist() == [10] * 5
     assert task.labels[task.train].bincount().tolist() == [20] * 5
     assert "5 classes" in repr(task)
+
+
+def test_gap_is_in_points_at_the_shots_both_curves_have():
+    a = transfer.Curve([1, 5, 20], torch.tensor([[0.5, 0.7], [0.8, 0.8], [0.9, 0.95]]), "a")
+    b = transfer.Curve([5, 20], torch.tensor([[0.3], [0.425]]), "b")
+    gap = transfer.gap(a, b)
+    assert list(gap) == [5, 20]
+    assert gap[5] == pytest.approx(50.0) and gap[20] == pytest.approx(50.0)
+    assert transfer.gap(b, a)[20] == pytest.approx(-50.0)
+
+
+def test_top_classes_is_the_most_common_class_and_its_share():
+    data = types.SimpleNamespace(labels=torch.tensor([0, 1, 1, 2, 2, 2]))
+    topk = types.SimpleNamespace(indices=torch.tensor([[3, 4, 1], [1, 2, 0], [0, 1, 3]]))
+    mode, share = transfer.top_classes(topk, data)
+    assert mode.tolist() == [2, 1, 0]                                  # a three-way tie: the lowest
+    torch.testing.assert_close(share, torch.tensor([2 / 3, 2 / 3, 1 / 3]))
+
+
+def test_consistent_units_take_each_class_once_most_consistent_first():
+    classes = torch.tensor([0, 1, 0, 2, 1, 3])
+    share = torch.tensor([0.5, 1.0, 1.0, 0.5, 1.0, 0.2])
+    old = torch.tensor([0.0, 0.2, 0.1, 0.9, 0.6, 0.0])
+    # share 1.0: units 1, 2, 4 (old share breaks the tie: 4, 1, 2); unit 1 repeats class 1
+    assert transfer.consistent_units(classes, share, old, k=4) == [4, 2, 3, 5]
+    assert transfer.consistent_units(classes, share, old, k=2) == [4, 2]
+    assert transfer.consistent_units(classes, share, k=3) == [1, 2, 3]   # ties: lower channel
+    assert transfer.consistent_units(classes, share, -old, k=2) == [2, 1]
+
+
+def test_carried_over_needs_the_same_ingredient_in_new_and_old_classes():
+    new_pairs = [("disc", "dots"), ("cross", "dots"), ("disc", "checks")]
+    old_pairs = [("square", "dots"), ("disc", "stripes"), ("cross", "checks")]
+    new = torch.tensor([[0, 1, 1, 0],      # dots in all four (discs and crosses)
+                        [0, 2, 0, 2],      # discs in all four
+                        [0, 0, 0, 1]])     # discs in three, dots in all four
+    old = torch.tensor([[0, 0, 0, 0],      # dotted squares: dots carried over
+                        [1, 1, 1, 2],      # discs in three old ones only
+                        [1, 1, 1, 1]])     # striped discs: the disc, not dots
+    kept = transfer.carried_over(new, new_pairs, old, old_pairs, min_count=4)
+    assert kept == {"shape": {}, "texture": {0: "dots"}}
+    kept = transfer.carried_over(new, new_pairs, old, old_pairs, min_count=3)
+    assert kept == {"shape": {1: "disc", 2: "disc"}, "texture": {0: "dots"}}
+    with pytest.raises(ValueError, match="one row per channel"):
+        transfer.carried_over(new, new_pairs, old[:2], old_pairs)

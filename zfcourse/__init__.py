@@ -4,7 +4,7 @@
 hold the paper's methods (see the README for the list).
 """
 from . import correspondence, data, deconv, filters, invariance, models, occlusion, receptive, topk, transfer
-from .device import default_device
+from .infra.device import default_device
 from .worlds import World, world
 
 __all__ = ["World", "world", "models", "data", "deconv", "receptive", "topk", "transfer",

@@ -23,7 +23,7 @@ a feature the mask does not change (``eps = 0``, e.g. a unit that stays at zero 
 its ReLU, or one whose receptive field misses the mask) has sign 0.
 
 The mask is filled with a colour in model-input space, by default 0.0: the mean colour
-of a mean/std-normalised input (see :func:`zfcourse.occlusion.fill_value`).
+of a mean/std-normalised input (see :func:`zfcourse.occluder.fill_value`).
 
 Parts are given per image as boxes ``[N, 4]`` = (top, left, bottom, right), bottom and
 right exclusive (as :func:`zfcourse.receptive.patch_box`), or as boolean masks
@@ -32,18 +32,22 @@ known geometry (:func:`part_boxes`) go through the same code.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from .device import compute_device, placed
+from .infra.device import compute_device, placed
 from .models import activations, check_images
-from .occlusion import fill_value
+from .occluder import fill_value
 
-__all__ = ["box_masks", "random_boxes", "part_boxes", "PARTS", "feature_differences",
-           "sign_hamming", "consistency", "correspondence"]
+__all__ = ["box_masks", "random_boxes", "part_boxes", "PARTS", "COMPARED", "feature_differences",
+           "sign_hamming", "consistency", "correspondence", "PartComparison", "compare_parts"]
 
 PARTS = ("centre", "tip")
+COMPARED = PARTS + ("random",)   # the parts of the chapter's Table 1, random parts last
 # In units of the dtype's machine epsilon: a few hundred ulps of the layer's largest
 # feature covers the reordering of sums over thousands of terms, and is still far below
 # any change a mask makes (1e-5 of the scale in float32, 3e-14 in float64).
@@ -77,18 +81,22 @@ def _box_around(cy: Tensor, cx: Tensor, size: int, image_size: tuple[int, int]) 
     return torch.stack([top, left, top + size, left + size], dim=1)
 
 
-def part_boxes(masks: Tensor, part: str, size: int) -> Tensor:
+def part_boxes(masks: Tensor, part: str, size: int, generator: torch.Generator | None = None) -> Tensor:
     """Square boxes ``[N, 4]`` of side ``size`` on a part of each object, found from its mask.
 
     ``masks`` ``[N, H, W]`` (object coverage, any scale; above half the maximum is inside).
     ``part``: ``"centre"``: centred at the object's centroid; ``"tip"``: on the object pixel
     farthest from the centroid (a corner of a square, a vertex of a triangle, the end of an
     arm of a cross), its centre moved ``size / 2`` towards the centroid so that the box covers
-    the tip of the object rather than the background around it. Boxes are moved inside the
-    image where they would leave it.
+    the tip of the object rather than the background around it; ``"random"``: a random part
+    of the object, drawn with ``generator`` (:func:`random_boxes` with ``region=masks``).
+    Boxes are moved inside the image where they would leave it.
     """
-    if part not in PARTS:
-        raise ValueError(f"unknown part {part!r}; valid: {', '.join(PARTS)}")
+    if part not in COMPARED:
+        raise ValueError(f"unknown part {part!r}; valid: {', '.join(COMPARED)}")
+    if part == "random":
+        masks = torch.as_tensor(masks)
+        return random_boxes(size, len(masks), tuple(masks.shape[-2:]), region=masks, generator=generator)
     inside = _inside(masks)
     H, W = inside.shape[1:]
     hh, ww = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
@@ -210,3 +218,69 @@ def correspondence(model: nn.Module, images: Tensor, parts: Tensor, layers=("poo
     """
     eps = feature_differences(model, images, parts, list(layers), fill=fill, batch_size=batch_size, device=device)
     return {layer: consistency(e) for layer, e in eps.items()}
+
+
+@dataclass(repr=False)
+class PartComparison:
+    """The results of :func:`compare_parts`, one entry per set of images.
+
+    ``delta[part][layer]`` ``[S]``: ``Delta`` of each set for masking that part;
+    ``on_object[part]`` ``[S]``: the mean share of each set's boxes on the object.
+    """
+    delta: dict[str, dict[str, Tensor]]
+    on_object: dict[str, Tensor]
+    size: int
+
+    @property
+    def parts(self) -> list[str]:
+        return list(self.delta)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(next(iter(self.delta.values())))
+
+    def z(self, part: str, layer: str, baseline: str = "random") -> float:
+        """How much lower ``part``'s ``Delta`` is than ``baseline``'s, in standard errors of
+        the paired difference (the same sets of images; positive: ``part`` more consistent)."""
+        diff = self.delta[baseline][layer] - self.delta[part][layer]
+        return float(diff.mean() / (diff.std() / len(diff) ** 0.5 + 1e-12))
+
+    def verdict(self, part: str, layer: str, baseline: str = "random", threshold: float = 2.0) -> str:
+        """``"more consistent than"``, ``"less consistent than"`` or ``"about as consistent
+        as"`` ``baseline``, by whether :meth:`z` is beyond ``threshold`` either way."""
+        z = self.z(part, layer, baseline)
+        if z > threshold:
+            return "more consistent than"
+        return "less consistent than" if z < -threshold else "about as consistent as"
+
+    def __repr__(self) -> str:
+        return f"PartComparison(sets={len(self.on_object[self.parts[0]])}, parts={self.parts}, layers={self.layers})"
+
+
+def compare_parts(model: nn.Module, images: Tensor, region: Tensor, sets, size: int, parts=COMPARED,
+                  layers=("pool5", "fc7"), *, fill=0.0, generator: torch.Generator | None = None,
+                  batch_size: int = 64, device: str | torch.device | None = None,
+                  progress: bool = False) -> PartComparison:
+    """Table 1 over many sets of images: ``Delta`` for masking each of ``parts`` in each set.
+
+    ``images`` ``[N, C, H, W]`` and ``region`` ``[N, H, W]`` (each image's object) hold
+    all images; ``sets`` is a list of index tensors into them (the paper: five images of
+    one class). For each set, in order, and each part, in order, the boxes of side
+    ``size`` come from :func:`part_boxes` (``"random"`` ones drawn with ``generator``),
+    and :func:`correspondence` gives ``Delta`` at ``layers``.
+    """
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    delta = {p: {layer: [] for layer in layers} for p in parts}
+    on_object = {p: [] for p in parts}
+    for s in tqdm(sets, desc="correspondence", disable=not progress):
+        for part in parts:
+            boxes = part_boxes(region[s], part, size, generator=generator)
+            scores = correspondence(model, images[s], boxes, layers, fill=fill, batch_size=batch_size,
+                                    device=device)
+            for layer, d in scores.items():
+                delta[part][layer].append(d)
+            covered = (box_masks(boxes, tuple(region.shape[-2:])) & _inside(region[s])).sum((1, 2))
+            on_object[part].append(float(covered.float().mean()) / size ** 2)
+    return PartComparison(delta={p: {layer: torch.tensor(v) for layer, v in d.items()} for p, d in delta.items()},
+                          on_object={p: torch.tensor(v, dtype=torch.float64) for p, v in on_object.items()},
+                          size=size)

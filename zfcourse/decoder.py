@@ -23,6 +23,9 @@ convolution to three colour channels and, where ``2^k`` times the map is not the
 size, a bilinear resize. :func:`fit` trains one with Adam on the squared error in the
 model's input scale; :func:`learned_decoder` caches the result, keyed by everything
 that changes it; :func:`for_world` picks the data and a bounded budget for a world.
+:func:`unit_picture` asks the decoder the deconvnet's question (what does one unit
+draw?) and :func:`outside_variation` measures the detail a picture has where the unit
+cannot see.
 """
 from __future__ import annotations
 
@@ -35,22 +38,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .cache import cache_dir, cached, key, state_hash
-from .device import model_device
+from .infra.cache import cache_dir, cached, key, state_hash
+from .infra.device import model_device, seeded
 from .models import activations, check_images, layer_index, sequence
 
-__all__ = ["Decoder", "fit", "learned_decoder", "for_world", "RECIPES", "VERSION"]
+__all__ = ["Decoder", "fit", "learned_decoder", "for_world", "unit_picture", "outside_variation",
+           "RECIPES", "VERSION"]
 
 # Bumped whenever Decoder or fit change what they compute, so that cached decoders are retrained.
 VERSION = 1
 
-# Budgets per world. Imagenet on a CPU: about half a second per step on one core, so a
+# Budgets by the images a world gives the decoder (its training set, or a slice of its
+# validation set) and the device. The validation slice on a CPU: about half a second per step on one core, so a
 # couple of minutes; the decoder works at half the image size there (a bilinear resize
 # does the last doubling) because the full-size stages would cost three times as much.
 RECIPES = {
-    "synthetic": dict(images=2000, steps=300, batch_size=32, lr=2e-3, width=64, out_size=None),
-    "imagenet-cpu": dict(images=256, steps=300, batch_size=16, lr=2e-3, width=64, out_size=112),
-    "imagenet-cuda": dict(images=1024, steps=1500, batch_size=32, lr=2e-3, width=64, out_size=112),
+    "train": dict(images=2000, steps=300, batch_size=32, lr=2e-3, width=64, out_size=None),
+    "val-cpu": dict(images=256, steps=300, batch_size=16, lr=2e-3, width=64, out_size=112),
+    "val-cuda": dict(images=1024, steps=1500, batch_size=32, lr=2e-3, width=64, out_size=112),
 }
 
 
@@ -103,7 +108,7 @@ def _layer_shape(model: nn.Module, layer: str, images: Tensor) -> tuple[int, int
     return act.shape[1], act.shape[2]
 
 
-def fit(model: nn.Module, layer: str, images: Tensor, *, steps: int = 300, batch_size: int = 32,
+def fit(model: nn.Module, images: Tensor, layer: str, *, steps: int = 300, batch_size: int = 32,
         lr: float = 2e-3, width: int = 64, out_size: int | None = None, seed: int = 0,
         progress: bool = True) -> tuple[Decoder, dict]:
     """Train a :class:`Decoder` to reconstruct ``images`` (model input, ``[N, 3, S, S]``)
@@ -119,8 +124,7 @@ def fit(model: nn.Module, layer: str, images: Tensor, *, steps: int = 300, batch
     check_images(model, images)
     device = model_device(model)
     channels, map_size = _layer_shape(model, layer, images.to(device))
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
-        torch.manual_seed(seed)
+    with seeded(seed):
         decoder = Decoder(channels, map_size, images.shape[-1], width, out_size).to(device).train()
     opt = torch.optim.Adam(decoder.parameters(), lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -145,10 +149,10 @@ def _fingerprint(t: Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def learned_decoder(model: nn.Module, layer: str, images: Tensor, *, steps: int = 300, batch_size: int = 32,
+def learned_decoder(model: nn.Module, images: Tensor, layer: str, *, steps: int = 300, batch_size: int = 32,
                     lr: float = 2e-3, width: int = 64, out_size: int | None = None, seed: int = 0,
                     progress: bool = True) -> tuple[Decoder, dict]:
-    """:func:`fit`, cached on disk (:mod:`zfcourse.cache`: atomic, ``weights_only``).
+    """:func:`fit`, cached on disk (:mod:`zfcourse.infra.cache`: atomic, ``weights_only``).
 
     The key holds the model's modules up to ``layer`` and their weights, the layer, the
     training images, the recipe, the device type and :data:`VERSION`, so a change to any
@@ -165,7 +169,7 @@ def learned_decoder(model: nn.Module, layer: str, images: Tensor, *, steps: int 
     made = {}
 
     def build():
-        made["decoder"], history = fit(model, layer, images, progress=progress, **recipe)
+        made["decoder"], history = fit(model, images, layer, progress=progress, **recipe)
         return {"config": made["decoder"].config,
                 "state_dict": {n: v.cpu() for n, v in made["decoder"].state_dict().items()},
                 "meta": dict(history, recipe=recipe)}
@@ -184,21 +188,49 @@ def learned_decoder(model: nn.Module, layer: str, images: Tensor, *, steps: int 
 
 def for_world(world, layer: str, progress: bool = True) -> tuple[Decoder, dict]:
     """A cached decoder for ``layer`` of ``world.model``, trained within the world's budget
-    (:data:`RECIPES`): synthetic on the first images of ``world.train``; imagenet, which
-    has no training images here, on a slice of ``world.val`` spread evenly over it.
+    (:data:`RECIPES`), on the images ``world.decoder_source`` names: the synthetic world's
+    ``world.train``; the imagenet world, which has no training images here, a slice of
+    ``world.val`` spread evenly over it.
 
     ``meta`` adds ``source`` (``"train"`` or ``"val"``) and ``indices``, the images used,
     so that a chapter can show the decoder images it never saw.
     """
-    if world.name == "synthetic":
-        recipe, source = dict(RECIPES["synthetic"]), world.train
+    if world.decoder_source == "train":
+        source, recipe = world.train, dict(RECIPES["train"])
     else:
-        recipe = dict(RECIPES["imagenet-cuda" if world.device.type == "cuda" else "imagenet-cpu"])
-        source = world.val
+        source, recipe = world.val, dict(RECIPES["val-cuda" if world.device.type == "cuda" else "val-cpu"])
     n = min(recipe.pop("images"), len(source))
     indices = torch.linspace(0, len(source) - 1, n).round().long().unique().tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(source, indices), batch_size=64)
     images = torch.cat([batch[0] for batch in tqdm(loader, desc="loading images", disable=not progress,
                                                    leave=False)])
-    decoder, meta = learned_decoder(world.model, layer, images, progress=progress, **recipe)
+    decoder, meta = learned_decoder(world.model, images, layer, progress=progress, **recipe)
     return decoder, dict(meta, source="train" if source is world.train else "val", indices=indices)
+
+
+@torch.no_grad()
+def unit_picture(decoder: Decoder, channel: int, position: tuple[int, int], value, n: int = 1) -> Tensor:
+    """The decoder's answer to the deconvnet's question: what it draws from one unit's
+    ``value`` at ``(channel, position)`` with every other feature zero, minus what it draws
+    from all zeros. ``value`` is a number or one per picture (``[n]``); returns
+    ``[n, 3, S, S]`` in the model's input scale."""
+    c, m = decoder.config["channels"], decoder.config["map_size"]
+    device = next(decoder.parameters()).device
+    if not 0 <= channel < c or not all(0 <= p < m for p in position):
+        raise ValueError(f"unit ({channel}, {tuple(position)}) is outside the decoder's "
+                         f"{c} channels of {m}x{m}")
+    seed = torch.zeros(n, c, m, m, device=device)
+    seed[:, channel, position[0], position[1]] = torch.as_tensor(value, dtype=seed.dtype, device=device)
+    return decoder(seed) - decoder(torch.zeros_like(seed))
+
+
+def outside_variation(picture: Tensor, reference: Tensor, box) -> float:
+    """How much ``picture`` ``[C, H, W]`` varies outside ``box`` ``(top, left, bottom, right)``,
+    relative to ``reference`` ``[C, H, W]`` (typically the real image): the ratio of their
+    standard deviations over the pixels outside the box, averaged over colour channels.
+    0 for a picture that is flat there; detail a decoder invents shows as more than 0."""
+    top, left, bottom, right = (max(int(v), 0) for v in box)
+    outside = torch.ones(picture.shape[-2:], dtype=torch.bool, device=picture.device)
+    outside[top:bottom, left:right] = False
+    spread = picture[:, outside].std(1).mean()
+    return float(spread / reference[:, outside.to(reference.device)].std(1).mean())

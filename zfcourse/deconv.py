@@ -41,6 +41,10 @@ The forward pass runs once for all images; the reverse pass then runs for ``chun
 neurons at a time, each indexing the recorded switches and masks of its own image, and
 only over the window of each map that the neuron reaches.
 
+:func:`projection_chunks` projects neurons of several layers, any number per image, from
+one forward pass to the deepest of them (what the atlas needs: every unit's top 9, image
+by image).
+
 The model is left as it was: no hooks, its train/eval flags untouched (Dropout is the
 identity, as in eval mode), its in-place ReLUs never run in place, no ``.grad``.
 """
@@ -55,7 +59,8 @@ from torch import Tensor, nn
 from . import reverse
 from .models import check_images, layer_index, sequence
 
-__all__ = ["project", "project_autograd", "RULES", "LRN_OPTIONS", "SUPPORTED"]
+__all__ = ["project", "projection_chunks", "project_autograd", "outside_share", "mean_similarity",
+           "RULES", "LRN_OPTIONS", "SUPPORTED"]
 
 RULES = reverse.RULES
 LRN_OPTIONS = ("backward", "identity")
@@ -101,6 +106,69 @@ def project(model: nn.Module, images: Tensor, layer: str, channel: int | Tensor,
             g, origin = _reverse(modules, shapes, state, g, origin, image[part], rule, lrn)
             _paste(g, origin, out[part])
     return out.view(*lead, *images.shape[1:])
+
+
+def projection_chunks(model: nn.Module, images: Tensor, neurons: dict[str, tuple[Tensor, Tensor, Tensor]],
+                      rule: str = "deconvnet", *, lrn: str = "backward", chunk_size: int = 64):
+    """Project neurons of several conv or pooling layers from one forward pass of ``images``.
+
+    ``neurons[layer] = (image, channel, position)``: LongTensors ``[E]``, ``[E]`` and
+    ``[E, 2]`` giving each neuron's row of ``images``, its channel and its ``(h, w)``;
+    an image may hold any number of neurons, of any layers. Each is seeded with its own
+    value, as in :func:`project`, and the results are the same. Yields, as they are
+    made, ``(layer, slice of that layer's neurons, [chunk_size, 3, H, W])``, layer by
+    layer: the memory they take stays bounded however many neurons are asked for.
+    """
+    if not neurons:
+        raise ValueError("neurons must name at least one layer")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    where = {layer: layer_index(model, layer) for layer in neurons}
+    modules = _prepare(model, images, max(where, key=where.get), rule, lrn)
+    with torch.no_grad():
+        shapes, state, acts = [images.shape], [], {}
+        x = images
+        for i, m in enumerate(modules):
+            x, kept = _forward(m, x)
+            shapes.append(x.shape)
+            state.append(kept)
+            if i in where.values():
+                acts[i] = x
+        checked = {layer: _check_neurons(acts[where[layer]], layer, len(images), *n) for layer, n in neurons.items()}
+    for layer, (image, channel, position) in checked.items():
+        act = acts[where[layer]]
+        chain = modules[: where[layer] + 1]
+        for start in range(0, len(image), chunk_size):
+            part = slice(start, start + chunk_size)
+            with torch.no_grad():
+                c, p = channel[part], position[part]
+                g, origin = _seed(act, c, p, act[image[part], c, p[:, 0], p[:, 1]])
+                g, origin = _reverse(chain, shapes, state, g, origin, image[part], rule, lrn)
+                out = images.new_zeros(len(c), *images.shape[1:])
+                _paste(g, origin, out)
+            yield layer, part, out
+
+
+def _check_neurons(act: Tensor, layer: str, n: int, image, channel, position):
+    """The neurons of :func:`projection_chunks` as LongTensors on the maps' device, checked."""
+    if act.dim() != 4:
+        raise ValueError(f"{layer} is a dense layer; projection_chunks projects conv and pooling layers")
+    image, channel, position = (torch.as_tensor(t, device=act.device) for t in (image, channel, position))
+    if any(t.is_floating_point() or t.dtype == torch.bool for t in (image, channel, position)):
+        raise ValueError(f"image, channel and position of {layer} must hold integers")
+    if image.dim() != 1 or channel.shape != image.shape or position.shape != (len(image), 2):
+        raise ValueError(f"{layer}: image and channel must be [E] and position [E, 2]; got shapes "
+                         f"{list(image.shape)}, {list(channel.shape)}, {list(position.shape)}")
+    C, H, W = act.shape[1:]
+    for name, t, limit in (("image", image, n), ("channel", channel, C)):
+        bad = (t < 0) | (t >= limit)
+        if bad.any():
+            raise ValueError(f"{name} {t[bad][0].item()} is out of range for {layer}: 0..{limit - 1}")
+    bad = ((position < 0) | (position >= torch.tensor([H, W], device=act.device))).any(-1)
+    if bad.any():
+        h, w = position[bad][0].tolist()
+        raise ValueError(f"position ({h}, {w}) is outside {layer}'s {H}x{W} map")
+    return image, channel, position
 
 
 def _forward(m: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -297,3 +365,24 @@ def _neurons(act: Tensor, layer: str, channel, position):
         position = position.reshape(-1, 2)
     image = torch.arange(N, device=device).repeat_interleave(channel.shape[1])
     return image, channel.reshape(-1), position, value.reshape(-1), lead
+
+
+def outside_share(x: Tensor, box) -> Tensor:
+    """The share of each item's energy (sum of squares over ``[..., C, H, W]``) that lies
+    outside ``box``; 0 for an all-zero item."""
+    top, left, bottom, right = box
+    energy = x.detach().float().pow(2).sum(-3)
+    inside = torch.zeros(energy.shape[-2:], dtype=torch.bool, device=x.device)
+    inside[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)] = True
+    total = energy.flatten(-2).sum(-1)
+    return (energy * ~inside).flatten(-2).sum(-1) / total.clamp_min(1e-30) * (total > 0)
+
+
+def mean_similarity(projections: Tensor) -> float:
+    """The mean cosine similarity between the projections ``[M, ...]`` of different neurons,
+    over the ``M (M - 1)`` ordered pairs: 1 if all point the same way, 0 if orthogonal."""
+    if len(projections) < 2:
+        raise ValueError(f"need at least two projections to compare, got {len(projections)}")
+    p = F.normalize(projections.detach().float().flatten(1), dim=1)
+    m = len(p)
+    return float(((p @ p.T).sum() - p.pow(2).sum()) / (m * (m - 1)))

@@ -1,4 +1,4 @@
-"""Feature evolution during training (Sec. 4.1, Fig. 4).
+"""Feature evolution during training (Sec. 4, Fig. 4).
 
 Fig. 4 of the paper shows, for a few feature maps of each layer, "the strongest
 activation (across all training examples) within a given feature map projected
@@ -10,26 +10,21 @@ back to pixel space" after epochs 1, 2, 5, 10, 20, 30, 40 and 64. For snapshot
 with the deconvnet of :func:`zfcourse.deconv.project` run on the snapshot's own
 weights: both the chosen image and its projection change from epoch to epoch.
 The projection is cropped to the unit's receptive field, as in the figure.
-:func:`evolution` computes the grid; :func:`evolution_figure` draws it (units in
-rows, epochs in columns) and :func:`evolution_explorer` flips through the epochs
-with a slider.
+:func:`evolution` computes the grid; :func:`zfcourse.figures.fig4.fig4` draws it
+(units in rows, epochs in columns) and
+:func:`zfcourse.explorers.evolution_explorer` flips through the epochs.
 """
 from __future__ import annotations
 
 import copy
 
-import ipywidgets as W
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from . import deconv, receptive
 from .models import activations, layer_names
-from .plot import to_rgb
-from .topk_plots import signed_scale
-from .widgets import show_in
 
-__all__ = ["Evolution", "strongest_units", "evolution", "evolution_figure", "evolution_explorer"]
+__all__ = ["Evolution", "strongest_units", "evolution"]
 
 
 class Evolution:
@@ -88,71 +83,6 @@ def evolution(model: nn.Module, snapshots: dict[int, dict], images: torch.Tensor
             n = int(flat.values.argmax())
             h, w = divmod(int(a[n].flatten().argmax()), a.shape[-1])
             p = deconv.project(net, images[n:n + 1], layer, channel, (h, w), rule=rule)
-            projections[j][i] = receptive.crop_patches(net, layer, p.cpu(), torch.tensor([[h, w]]))[0]
+            projections[j][i] = receptive.crop_patches(net, p.cpu(), layer, torch.tensor([[h, w]]))[0]
             chosen[i, j] = n
     return Evolution(epochs, units, projections, chosen)
-
-
-def _draw(ax, p: torch.Tensor, title: str | None = None) -> None:
-    """A projection stretched on its own, zero at mid-grey (as the other chapters show them)."""
-    ax.imshow(to_rgb(signed_scale(p[None])[0]), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=7)
-
-
-def evolution_figure(evo: Evolution, title: str | None = None, size: float = 1.1):
-    """Units in rows, epochs in columns (the layout of Fig. 4, transposed)."""
-    E, U = len(evo.epochs), len(evo.units)
-    fig, axes = plt.subplots(U, E, figsize=(size * E + 1.2, size * U + 0.5), squeeze=False)
-    for j, (layer, channel) in enumerate(evo.units):
-        for i, epoch in enumerate(evo.epochs):
-            ax = axes[j, i]
-            _draw(ax, evo.projections[j][i])
-            if j == 0:
-                ax.set_title(f"epoch {epoch}", fontsize=9)
-            if i == 0:
-                ax.set_ylabel(f"{layer}\nch {channel}", fontsize=8, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def _one_epoch(evolutions: dict[str, Evolution], i: int, size: float = 1.3):
-    names = list(evolutions)
-    U = max(len(e.units) for e in evolutions.values())
-    fig, axes = plt.subplots(len(names), U, figsize=(size * U + 1.2, size * len(names) + 0.6), squeeze=False)
-    for r, name in enumerate(names):
-        evo = evolutions[name]
-        for j in range(U):
-            ax = axes[r, j]
-            if j >= len(evo.units):
-                ax.axis("off")
-                continue
-            layer, channel = evo.units[j]
-            _draw(ax, evo.projections[j][i], f"{layer} ch {channel}")
-        axes[r, 0].set_ylabel(name, fontsize=9)
-    fig.suptitle(f"after epoch {next(iter(evolutions.values())).epochs[i]}", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def evolution_explorer(evolutions: dict[str, Evolution]):
-    """A slider through the epochs showing every unit of each network (all
-    ``Evolution`` objects must share their epochs)."""
-    epochs = {tuple(e.epochs) for e in evolutions.values()}
-    if len(epochs) != 1:
-        raise ValueError(f"the evolutions must have the same epochs, got {sorted(epochs)}")
-    (epochs,) = epochs
-    slider = W.SelectionSlider(options=[(str(e), i) for i, e in enumerate(epochs)], value=len(epochs) - 1,
-                               description="epoch")
-    out = W.Output()
-
-    def redraw(_=None):
-        show_in(out, _one_epoch(evolutions, slider.value))
-
-    slider.observe(redraw, names="value")
-    redraw()
-    return W.VBox([slider, out])

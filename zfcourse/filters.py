@@ -34,9 +34,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .infra.device import placed
 from .models import activations, conv_of
 
-__all__ = ["DeadFilters", "dead_filters", "FrequencyContent", "frequency_content", "filter_table"]
+__all__ = ["filter_rms", "DeadFilters", "dead_filters", "FrequencyContent", "frequency_content", "filter_table"]
 
 
 def _weights(source, layer: str) -> torch.Tensor:
@@ -49,6 +50,13 @@ def _weights(source, layer: str) -> torch.Tensor:
         return source.detach()
     shape = list(source.shape) if torch.is_tensor(source) else type(source).__name__
     raise ValueError(f"expected a model, a Conv2d or filters shaped [C, C_in, k, k], got {shape}")
+
+
+def filter_rms(source, layer: str = "conv1") -> torch.Tensor:
+    """``[C]``: the RMS ``sqrt(mean(W[f] ** 2))`` of each filter ``f`` over its input
+    channels and taps, the quantity renormalisation caps (Sec. 3). ``source`` as for
+    :func:`frequency_content`."""
+    return _weights(source, layer).pow(2).mean(dim=(1, 2, 3)).sqrt()
 
 
 @dataclass
@@ -83,13 +91,11 @@ def dead_filters(model: nn.Module, images: torch.Tensor, layer: str = "conv1", r
         raise ValueError(f"rel_norm must be a non-negative fraction of the median filter norm, got {rel_norm}")
     w = _weights(model, layer)  # raises for a layer that is not a conv layer, naming the valid ones
     device = w.device
-    was_training = model.training
-    model.eval()
     peak = torch.zeros(w.shape[0], device=device)
-    for x in images.split(batch_size):
-        a = activations(model, x.to(device), layer)[layer]
-        peak = torch.maximum(peak, a.amax(dim=(0, 2, 3)))
-    model.train(was_training)
+    with placed(model, device):
+        for x in images.split(batch_size):
+            a = activations(model, x.to(device), layer)[layer]
+            peak = torch.maximum(peak, a.amax(dim=(0, 2, 3)))
     norms = w.flatten(1).norm(dim=1)
     never = peak <= 0
     vanished = norms < rel_norm * norms.median()
@@ -159,7 +165,7 @@ def filter_table(models: dict[str, nn.Module], images: torch.Tensor, layer: str 
         conv = conv_of(model, layer)
         dead = dead_filters(model, images, layer)
         freq = frequency_content(conv, size=size, bands=bands)
-        rms = conv.weight.detach().pow(2).mean((1, 2, 3)).sqrt()
+        rms = filter_rms(conv)
         low, mid, high = freq.mean_shares.tolist()
         rows.append({"model": name, "kernel": conv.kernel_size[0], "stride": conv.stride[0], "filters": len(rms),
                      "dead": dead.fraction, "low": low, "mid": mid, "high": high,

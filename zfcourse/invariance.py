@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .device import compute_device, placed
+from .infra.device import compute_device, placed
 from .models import check_images, layer_index, sequence
-from .occlusion import _per_image, fill_value
+from .occluder import fill_value, per_image
 
-__all__ = ["TRANSFORMS", "IDENTITY", "transform", "Invariance", "invariance_curves", "plot"]
+__all__ = ["TRANSFORMS", "IDENTITY", "transform", "Invariance", "invariance_curves"]
 
 TRANSFORMS = ("translate_y", "translate_x", "scale", "rotate")
 IDENTITY = {"translate_y": 0.0, "translate_x": 0.0, "scale": 1.0, "rotate": 0.0}
@@ -104,6 +104,23 @@ class Invariance:
         """``distance[layer]`` divided by the untransformed feature's norm, ``[V, N]``."""
         return self.distance[layer] / self.norm[layer].clamp_min(1e-12)
 
+    @property
+    def neighbours(self) -> list[int]:
+        """The indices of the values just before and after the identity (0, or 1 for
+        ``scale``) in ``values``: the smallest changes tried (one at an end)."""
+        at = (self.values == IDENTITY[self.kind]).nonzero().flatten()
+        if not len(at):
+            raise ValueError(f"the values of {self.kind!r} do not include the identity, "
+                             f"{IDENTITY[self.kind]:g}")
+        i = int(at[0])
+        return [j for j in (i - 1, i + 1) if 0 <= j < len(self.values)]
+
+    def smallest_change(self) -> dict[str, float]:
+        """``{layer: how far the smallest change moves it}``: :meth:`relative` at the
+        :attr:`neighbours` of the identity, averaged over them and the images."""
+        near = self.neighbours
+        return {layer: float(self.relative(layer)[near].mean()) for layer in self.layers}
+
     def __repr__(self) -> str:
         V, N = self.probability.shape
         return f"Invariance(kind={self.kind!r}, values={V}, images={N}, layers={self.layers})"
@@ -156,7 +173,7 @@ def invariance_curves(model: nn.Module, images: Tensor, target=None, kind: str =
         x = images.to(device)
         fill = fill_value(fill, x.shape[1], device, x.dtype)
         prob0, ref = run(x.contiguous(memory_format=layout))
-        target = prob0.argmax(1) if target is None else _per_image(target, n, "target", device)
+        target = prob0.argmax(1) if target is None else per_image(target, n, "target", device)
         dist = {layer: torch.empty(V * n, device=device, dtype=x.dtype) for layer in layers}
         prob = torch.empty(V * n, device=device, dtype=x.dtype)
         for start in tqdm(range(0, V * n, batch_size), desc=f"invariance ({kind})", disable=not progress):
@@ -170,45 +187,3 @@ def invariance_curves(model: nn.Module, images: Tensor, target=None, kind: str =
     return Invariance(kind=kind, values=values, probability=prob.view(V, n).cpu(), target=target.cpu(),
                       distance={layer: d.view(V, n).cpu() for layer, d in dist.items()},
                       norm={layer: ref[layer].norm(dim=1).cpu() for layer in layers})
-
-
-_AXIS = {"translate_y": "vertical shift (pixels, + down)", "translate_x": "horizontal shift (pixels, + right)",
-         "scale": "scale factor", "rotate": "rotation (degrees, counter-clockwise)"}
-
-
-def plot(curves: list[Invariance], labels: list[str] | None = None, relative: bool = True, size: float = 2.6):
-    """The paper's Fig. 5, columns 2-4: one row per transformation, one column per layer (the
-    feature distance) and a last one for the probability of the target class; one line per image,
-    and their mean in black.
-
-    ``labels``: a name per image for the legend; ``relative``: distances divided by the
-    untransformed feature's norm (one scale for all layers) rather than raw Euclidean ones.
-    """
-    import matplotlib.pyplot as plt
-
-    layers = curves[0].layers
-    fig, axes = plt.subplots(len(curves), len(layers) + 1, figsize=(size * (len(layers) + 1) + 1.5, size * len(curves)),
-                             squeeze=False)
-    for row, c in zip(axes, curves):
-        x = c.values.numpy()
-        for ax, layer in zip(row, layers):
-            y = c.relative(layer) if relative else c.distance[layer]
-            ax.plot(x, y.numpy(), marker=".", lw=1, alpha=0.8)
-            ax.plot(x, y.mean(1).numpy(), color="black", lw=2)
-            ax.set_title(layer, fontsize=9)
-            ax.set_ylabel("distance / norm" if relative else "Euclidean distance", fontsize=8)
-            if relative:
-                ax.set_ylim(bottom=0)
-        row[-1].plot(x, c.probability.numpy(), marker=".", lw=1, alpha=0.8)
-        row[-1].plot(x, c.probability.mean(1).numpy(), color="black", lw=2)
-        row[-1].set_ylim(-0.03, 1.03)
-        row[-1].set_title("p(true class)", fontsize=9)
-        for ax in row:
-            ax.set_xlabel(_AXIS[c.kind], fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-    if labels is not None:
-        axes[0, -1].legend(list(labels) + ["mean"], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                           frameon=False)
-    fig.tight_layout()
-    return fig

@@ -12,7 +12,7 @@ feature-evolution figure (Fig. 4).
 * synthetic world: the world's own training images; the two networks are the
   world's cached ones (:func:`zfcourse.worlds.synthetic_model`);
 * imagenet world: Imagenette's training split at 64 px
-  (:func:`zfcourse.imagenette.imagenette`), minutes on a GPU, a few more on a CPU.
+  (:func:`zfcourse.data.imagenette.imagenette`), minutes on a GPU, a few more on a CPU.
 
 :func:`trained_plain` trains without normalisation layers, as the paper did, so
 that filter renormalisation means something: plain SGD from the paper's
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 
 import torch
 from torch import nn
@@ -54,21 +53,16 @@ def _check_arch(arch: str) -> None:
 
 def training_data(world):
     """``(train, val)`` images of the world for training the mini networks (64 px, tensor-backed)."""
-    if world.name == "synthetic":
-        return world.train, world.val
-    from .imagenette import imagenette
-    return imagenette("train", IMAGE_SIZE), imagenette("val", IMAGE_SIZE)
+    return world.mini_data()
 
 
 def as_world(world, model: nn.Module):
     """``world`` with a mini ``model`` and the 64 px validation images it was trained
     with, for the functions that take a world (top-9 figures, projections)."""
     _, val = training_data(world)
-    if world.name == "synthetic":
-        return dataclasses.replace(world, model=model)
     return dataclasses.replace(world, model=model, val=val, classes=val.classes, image_size=IMAGE_SIZE,
                                normalize=val.normalize, denormalize=val.denormalize, make_model=None,
-                               info={"model": "a mini network trained on Imagenette at 64 px"})
+                               info={"model": f"a mini network trained in the {world.name} world at 64 px"})
 
 
 def trained(world, arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
@@ -76,14 +70,7 @@ def trained(world, arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
     world's recipe; returns ``(model, history)``, ``history["snapshots"]`` holding the
     weights after each epoch of :data:`zfcourse.worlds.SNAPSHOTS`. Cached."""
     _check_arch(arch)
-    if world.name == "synthetic":
-        model, meta = worlds.synthetic_model(arch, progress=progress)
-        return model.to(world.device).eval(), meta["history"]
-    train_set, val_set = training_data(world)
-    recipe = dict(worlds.RECIPE)
-    recipe["snapshots"] = tuple(e for e in worlds.SNAPSHOTS if e <= recipe["epochs"])
-    return train_cached(functools.partial(worlds.ARCHS[arch], len(train_set.classes)), train_set, val_set,
-                        device=world.device, progress=progress, **recipe)
+    return world.mini_trainer(arch, progress=progress)
 
 
 @torch.no_grad()

@@ -15,10 +15,12 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .infra.device import placed
+
 __all__ = [
     "alexnet", "zfnet", "mini_alexnet", "mini_zfnet",
     "sequence", "layer_names", "layer_index", "get_layer", "activations", "check_images",
-    "conv_of", "summary", "format_summary",
+    "conv_of", "summary", "format_summary", "strongest_channels", "strongest_unit",
 ]
 
 
@@ -237,6 +239,25 @@ def conv_of(model: nn.Module, layer: str) -> nn.Conv2d:
     return conv
 
 
+def strongest_channels(maps: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """The channels of one image's maps ``[C, H, W]`` ordered by their largest activation,
+    strongest first (the first ``k`` of them if given): a LongTensor."""
+    if maps.dim() != 3:
+        raise ValueError(f"expected one image's maps [C, H, W], got shape {list(maps.shape)}")
+    order = maps.flatten(1).max(1).values.argsort(descending=True, stable=True)
+    return order if k is None else order[:k]
+
+
+def strongest_unit(maps: torch.Tensor) -> tuple[int, tuple[int, int]]:
+    """``(channel, (row, column))`` of the largest activation in one image's maps
+    ``[C, H, W]``; ties go to the first channel, then the first position in reading order."""
+    if maps.dim() != 3:
+        raise ValueError(f"expected one image's maps [C, H, W], got shape {list(maps.shape)}")
+    channel = int(maps.flatten(1).max(1).values.argmax())
+    row, col = divmod(int(maps[channel].flatten().argmax()), maps.shape[2])
+    return channel, (row, col)
+
+
 def _describe(m: nn.Module) -> str:
     if isinstance(m, nn.Conv2d):
         return f"conv {m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}, pad {m.padding[0]}"
@@ -259,9 +280,8 @@ def summary(model: nn.Module, size: int | None = None) -> list[dict]:
     size = size or getattr(model, "input_size", 224)
     first = next(m for m in sequence(model) if isinstance(m, nn.Conv2d))
     device = first.weight.device
-    was_training = model.training
-    out = activations(model.eval(), torch.zeros(1, first.in_channels, size, size, device=device), layer_names(model))
-    model.train(was_training)
+    with placed(model):
+        out = activations(model, torch.zeros(1, first.in_channels, size, size, device=device), layer_names(model))
     rows, ops, params = [], [], 0
     for name, m in _named_sequence(model):
         if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.LocalResponseNorm, nn.Linear)):

@@ -41,10 +41,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .device import compute_device, placed
+from .infra.device import compute_device, placed
 from .models import check_images, layer_index, sequence
+from .occluder import fill_value, mean_colour, occluded, per_image
 
-__all__ = ["Occlusion", "occlusion_map", "occluded", "mean_colour", "fill_value", "plot"]
+__all__ = ["Occlusion", "occlusion_map", "occluded", "mean_colour", "fill_value", "peak_overlap",
+           "drop_by_overlap", "OVERLAP_BINS", "OVERLAP_LABELS"]
 
 
 @dataclass(repr=False)
@@ -125,53 +127,28 @@ class Occlusion:
         return int(positions[1] - positions[0]) if len(positions) > 1 else self.window[axis]
 
 
-def mean_colour(world) -> Tensor:
-    """A world's mean image colour in ``[0, 1]``, ``[3]``: the grey of the paper's occluder.
-
-    The mean its input normalisation subtracts when the preprocessing names one
-    (torchvision's ImageNet transforms: ImageNet's mean colour, which the
-    normalisation maps to exactly zero), else the mean of its validation images
-    (at most the first 512).
-    """
-    mean = getattr(world.preprocess, "mean", None)
-    if mean is not None:
-        return torch.as_tensor(mean, dtype=torch.float32)
-    images = getattr(world.val, "images", None)
-    if images is not None and images.dtype == torch.uint8:
-        return images[:512].float().mean(dim=(0, 2, 3)) / 255
-    x = torch.stack([world.val[i][0] for i in range(min(512, len(world.val)))])
-    return world.denormalize(x).mean(dim=(0, 2, 3)).cpu()
+# Shares of the occluder on the object: none at all, then quarters (the last edge above 1
+# so that a square wholly on the object falls in the last bin).
+OVERLAP_BINS = (0.0, 0.01, 0.25, 0.5, 0.75, 1.01)
+OVERLAP_LABELS = ("0", "0-25%", "25-50%", "50-75%", "75-100%")
 
 
-def fill_value(fill, channels: int, device=None, dtype=torch.float32) -> Tensor:
-    """``fill`` as a ``[channels, 1, 1]`` tensor in model-input space (see the module doc).
-
-    ``fill``: a number, one number per channel (sequence or tensor), or a World
-    (its :func:`mean_colour`, normalised as the world's model expects).
-    """
-    if hasattr(fill, "normalize") and hasattr(fill, "val"):
-        fill = fill.normalize(mean_colour(fill)[:, None, None])
-    if isinstance(fill, numbers.Real):
-        return torch.full((channels, 1, 1), float(fill), device=device, dtype=dtype)
-    value = torch.as_tensor(fill, dtype=dtype).to(device).reshape(-1)
-    if value.numel() not in (1, channels):
-        raise ValueError(f"fill must be a number, {channels} numbers (one per channel) or a World; "
-                         f"got {value.numel()} numbers")
-    return value.expand(channels).reshape(channels, 1, 1).clone()
+def peak_overlap(result: Occlusion, masks: Tensor) -> Tensor:
+    """For each image, the share of the occluder on the object (:meth:`Occlusion.overlap`)
+    at the position where it lowers the target's probability most, ``[N]``."""
+    on = result.overlap(masks).flatten(1)
+    peak = result.drop.flatten(1).argmax(1)
+    return on[torch.arange(len(on)), peak]
 
 
-def occluded(images: Tensor, top: Tensor, left: Tensor, window: tuple[int, int], fill: Tensor) -> Tensor:
-    """Copies of ``images`` [B, C, H, W], copy ``k`` with the square at ``(top[k], left[k])`` set to ``fill``.
-
-    ``fill`` is ``[C, 1, 1]`` (see :func:`fill_value`); ``top`` and ``left`` are LongTensors ``[B]``.
-    """
-    H, W = images.shape[-2:]
-    hh = torch.arange(H, device=images.device)
-    ww = torch.arange(W, device=images.device)
-    inside_h = (hh >= top[:, None]) & (hh < top[:, None] + window[0])           # [B, H]
-    inside_w = (ww >= left[:, None]) & (ww < left[:, None] + window[1])         # [B, W]
-    inside = inside_h[:, None, :, None] & inside_w[:, None, None, :]            # [B, 1, H, W]
-    return torch.where(inside, fill.to(images.dtype), images)
+def drop_by_overlap(result: Occlusion, masks: Tensor, bins=OVERLAP_BINS) -> Tensor:
+    """The mean drop of the target's probability over all occluder positions of all images,
+    grouped by the share of the occluder on the object: ``[len(bins) - 1]``, entry ``b``
+    for shares in ``[bins[b], bins[b + 1])`` (NaN for a bin no position falls in)."""
+    on = result.overlap(masks).flatten()
+    which = torch.bucketize(on, torch.as_tensor(bins, dtype=on.dtype), right=True) - 1
+    drop = result.drop.flatten()
+    return torch.stack([drop[which == b].mean() for b in range(len(bins) - 1)])
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -179,15 +156,6 @@ def _pair(value, name: str) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and v >= 1 for v in pair):
         raise ValueError(f"{name} must be a positive int or a pair of them (height, width), got {value!r}")
     return int(pair[0]), int(pair[1])
-
-
-def _per_image(value, n: int, name: str, device) -> Tensor:
-    value = torch.as_tensor(value, dtype=torch.long, device=device).reshape(-1)
-    if value.numel() == 1:
-        value = value.expand(n)
-    if value.numel() != n:
-        raise ValueError(f"{name} must be an int or one per image ({n}), got {value.numel()} values")
-    return value
 
 
 def _apply(m: nn.Module, x: Tensor) -> Tensor:
@@ -408,14 +376,14 @@ def occlusion_map(model: nn.Module, images: Tensor, target=None, window=8, strid
                 summed.append(kept.flatten(2).sum(2) if kept.dim() == 4 else kept)
         base_prob = torch.cat(logits).softmax(1)
         base_pred = base_prob.argmax(1)
-        target = base_pred if target is None else _per_image(target, n, "target", device)
+        target = base_pred if target is None else per_image(target, n, "target", device)
         if not ((target >= 0) & (target < base_prob.shape[1])).all():
             raise ValueError(f"target must be a class index in 0..{base_prob.shape[1] - 1}")
         base_act = None
         if at is not None:
             strongest, summed = torch.cat(strongest), torch.cat(summed)      # [N, channels]
             # default: the strongest feature map of the unoccluded image
-            channel = _per_image(strongest.argmax(1) if channel is None else channel, n, "channel", device)
+            channel = per_image(strongest.argmax(1) if channel is None else channel, n, "channel", device)
             if not ((channel >= 0) & (channel < summed.shape[1])).all():
                 raise ValueError(f"channel must be in 0..{summed.shape[1] - 1} ({layer} has {summed.shape[1]} channels)")
             base_act = summed[torch.arange(n, device=device), channel]
@@ -465,67 +433,3 @@ def occlusion_map(model: nn.Module, images: Tensor, target=None, window=8, strid
         layer=layer, channel=None if channel is None else channel.cpu(),
         baseline_activation=None if base_act is None else base_act.cpu(),
     )
-
-
-def plot(result: Occlusion, images: Tensor, classes, projections: Tensor | None = None,
-         outlines: Tensor | None = None, size: float = 2.2):
-    """The paper's Fig. 7, one row per image: (a) the image with the occluder where it lowers
-    the target's probability most, (b) the summed activation of the chosen feature map,
-    (c) ``projections`` of that feature map to pixels (optional), (d) the target's
-    probability and (e) the most probable class, as functions of the occluder's position.
-
-    ``images``: ``[N, 3, H, W]`` in ``[0, 1]`` (denormalised); ``classes``: class names;
-    ``outlines``: optional object masks ``[N, H, W]`` drawn as a contour on every map.
-    Maps are drawn over a faded copy of the image, each cell at its occluder's centre (the
-    margin, half an occluder wide, has no cell: no occluder is centred there).
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch, Rectangle
-
-    from .plot import scale_each, to_rgb
-
-    panels = ["image"] + (["activation"] if result.activation is not None else []) \
-        + (["projection"] if projections is not None else []) + ["probability", "predicted"]
-    n = len(result.probability)
-    fig, axes = plt.subplots(n, len(panels), figsize=(size * len(panels) + 1.2, size * n + 0.3), squeeze=False)
-    H, W = result.image_size
-    palette = plt.get_cmap("tab20").colors
-    for i in range(n):
-        worst = int(result.drop[i].flatten().argmax())
-        top, left = int(result.rows[worst // len(result.cols)]), int(result.cols[worst % len(result.cols)])
-        for ax, panel in zip(axes[i], panels):
-            ax.set_xticks([]), ax.set_yticks([])
-            if panel in ("activation", "probability", "predicted"):
-                ax.imshow(to_rgb(images[i]), alpha=0.3)       # where the map's cells lie on the image
-            ax.set_xlim(-0.5, W - 0.5), ax.set_ylim(H - 0.5, -0.5)
-            if panel == "image":
-                ax.imshow(to_rgb(images[i]))
-                ax.add_patch(Rectangle((left - 0.5, top - 0.5), result.window[1], result.window[0],
-                                       fill=False, ec="white", lw=1.5, ls="--"))
-                ax.set_title(f"(a) {classes[int(result.target[i])]}\np = {result.baseline_probability[i]:.2f}",
-                             fontsize=8)
-            elif panel == "activation":
-                im = ax.imshow(result.activation[i], cmap="viridis", extent=result.extent)
-                ax.set_title(f"(b) {result.layer} map {int(result.channel[i])},\nsummed", fontsize=8)
-                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            elif panel == "projection":
-                ax.imshow(to_rgb(scale_each(projections[i:i + 1])[0]))
-                ax.set_title(f"(c) map {int(result.channel[i])} projected", fontsize=8)
-            elif panel == "probability":
-                im = ax.imshow(result.probability[i], cmap="magma", vmin=0, vmax=1, extent=result.extent)
-                ax.set_title("(d) p(true class)", fontsize=8)
-                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            else:
-                labels, index = result.predicted[i].unique(return_inverse=True)
-                colours = [palette[(2 * j) % 20 if len(labels) <= 10 else j % 20] for j in range(len(labels))]
-                ax.imshow(index, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(labels) - 0.5,
-                          extent=result.extent, interpolation="nearest")
-                ax.set_title("(e) most probable class", fontsize=8)
-                ax.legend(handles=[Patch(color=c, label=classes[int(k)][:18]) for c, k in zip(colours, labels)],
-                          fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-            if outlines is not None and panel != "projection":
-                ax.contour(outlines[i].float().cpu().numpy(), levels=[0.5 * float(outlines[i].max())],
-                           colors="white" if panel != "image" else "yellow", linewidths=0.8)
-    fig.tight_layout()
-    return fig

@@ -37,7 +37,7 @@ from torch import nn
 
 from .models import layer_index, sequence
 
-__all__ = ["receptive_field", "patch_box", "crop_patches"]
+__all__ = ["receptive_field", "patch_box", "crop_patches", "keep_box"]
 
 # Modules that act on each position separately: they do not change the box.
 _POINTWISE = (nn.ReLU, nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.Identity)
@@ -113,7 +113,7 @@ def patch_box(model: nn.Module, layer: str, position: Sequence[int],
     return max(top, 0), max(left, 0), min(bottom, H), min(right, W)
 
 
-def crop_patches(model: nn.Module, layer: str, images: torch.Tensor, positions,
+def crop_patches(model: nn.Module, images: torch.Tensor, layer: str, positions,
                  fill: float = 0.0) -> torch.Tensor:
     """The receptive-field patches of ``layer``: one per image, at that image's
     position (``positions`` is ``[M, 2]`` as ``(h, w)`` for ``images [M, C, H, W]``).
@@ -136,3 +136,14 @@ def crop_patches(model: nn.Module, layer: str, images: torch.Tensor, positions,
     patches = images[m, :, rows.clamp(0, H - 1)[:, :, None], cols.clamp(0, W - 1)[:, None, :]]
     patches = patches.where(inside[..., None], torch.as_tensor(fill, dtype=images.dtype, device=images.device))
     return patches.permute(0, 3, 1, 2).contiguous()
+
+
+def keep_box(images: torch.Tensor, box: Sequence[int], fill: float = 0.0) -> torch.Tensor:
+    """A copy of ``images`` ``[..., H, W]`` with every pixel outside ``box`` ``(top, left,
+    bottom, right)`` (as from :func:`patch_box`, clipped to the image here) set to ``fill``:
+    a unit of that box sees the same pixels in both. 0 is the mean colour of normalised
+    images."""
+    top, left, bottom, right = (max(int(v), 0) for v in box)
+    out = torch.full_like(images, fill)
+    out[..., top:bottom, left:right] = images[..., top:bottom, left:right]
+    return out

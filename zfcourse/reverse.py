@@ -25,15 +25,27 @@ it; ``origin=None`` means the whole map, and a window as large as the map is tre
 the whole map. For a conv5 neuron of AlexNet the windows are 1x1 to 7x7 of the 13x13
 maps, 15x15 and 19x19 of the 27x27 ones, 39x39 of conv1's 55x55 and 163x163 pixels:
 a fifth of the arithmetic of the dense pass, with the same numbers.
+
+Chapter 2 takes the steps apart with :func:`pool_unpool` (one small array pooled and
+unpooled both ways), :func:`max_pool` (a layer's pooling with its switches),
+:func:`shared_switches` (the windows whose switch another window chose too) and
+:func:`transposed_sizes` (the ``output_padding`` each conv layer needs on the way back).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-__all__ = ["RULES", "rectify", "unpool", "filter", "normalize", "unaverage", "crop", "reframe"]
+from .models import sequence
+
+__all__ = ["RULES", "rectify", "unpool", "filter", "normalize", "unaverage", "crop", "reframe",
+           "Pooling", "pool_unpool", "pooling_array", "max_pool", "shared_switches",
+           "TransposedSize", "transposed_sizes"]
 
 RULES = ("deconvnet", "guided", "gradient")
 
@@ -141,8 +153,9 @@ def filter(g: Tensor, conv: nn.Conv2d, size: tuple[int, int],
     kernel = conv.weight.shape[-2:]
     extent = tuple((n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(g.shape[2:], stride, dilation, kernel))
     if origin is None or _covers(g, conv, size):
-        output_padding = tuple(n - (e - 2 * p) for n, e, p in zip(size, extent, padding))
-        out = F.conv_transpose2d(g, conv.weight, None, stride, padding, output_padding, conv.groups, dilation)
+        # the unpadded transpose, its padding rows cut and the unreached ones added as zeros
+        (top, left), (h, w) = padding, extent
+        out = F.pad(_transpose(g, conv), (-left, size[1] - (w - left), -top, size[0] - (h - top)))
         return out, _whole_map(g)
     out = _transpose(g, conv)
     new_origin, new_size, first = _reach(origin * torch.tensor(stride, device=g.device), extent,
@@ -209,3 +222,93 @@ def unaverage(g: Tensor, size: tuple[int, int]) -> Tensor:
         j = torch.arange(n_in, device=g.device)
         mats.append(((j >= start) & (j < end)).to(g.dtype) / (end - start))
     return torch.einsum("bcij,ih,jw->bchw", g, *mats)
+
+
+@dataclass
+class Pooling:
+    """Max pooling of one 2-D array and both ways back (all tensors 2-D)."""
+    x: Tensor            # the input [H, W]
+    pooled: Tensor       # window maxima [h, w]
+    switches: Tensor     # flat index into x of each window's maximum [h, w]
+    signal: Tensor       # what comes back from above, one value per window [h, w]
+    added: Tensor        # unpooling that adds at shared switches [H, W]
+    overwritten: Tensor  # nn.MaxUnpool2d: one write per switch wins [H, W]
+    windows: Tensor      # how many windows chose each input position [H, W]
+    kernel: int
+    stride: int
+
+
+def pool_unpool(x: Tensor, signal: Tensor | None = None, kernel: int = 3, stride: int = 2) -> Pooling:
+    """Pool ``x`` ``[H, W]`` (no padding) and unpool ``signal`` (default: the pooled values)
+    both ways. ``added`` keeps every value (``added.sum() == signal.sum()``); ``overwritten``
+    keeps one value per shared switch."""
+    if x.dim() != 2:
+        raise ValueError(f"x must be a 2-D array [H, W], got shape {list(x.shape)}")
+    x = x.float()
+    pooled, switches = F.max_pool2d(x[None, None], kernel, stride, return_indices=True)
+    signal = pooled.clone() if signal is None else torch.as_tensor(signal, dtype=x.dtype).view_as(pooled)
+    added, _ = unpool(signal, switches, tuple(x.shape))
+    overwritten = F.max_unpool2d(signal, switches, kernel, stride, output_size=tuple(x.shape))
+    windows = torch.zeros(x.numel()).index_add_(0, switches.flatten(), torch.ones(switches.numel()))
+    return Pooling(x, pooled[0, 0], switches[0, 0], signal[0, 0], added[0, 0], overwritten[0, 0],
+                   windows.view_as(x), kernel, stride)
+
+
+def pooling_array(row: int, col: int, size: int = 7, seed: int = 0) -> torch.Tensor:
+    """A ``size x size`` array of distinct values (no ties for max pooling to break) with one
+    bright pixel, larger than all others, at ``(row, col)``."""
+    if not (0 <= row < size and 0 <= col < size):
+        raise ValueError(f"({row}, {col}) is outside the {size}x{size} array")
+    x = torch.randperm(size * size, generator=torch.Generator().manual_seed(seed)).float().view(size, size)
+    x[row, col] = size * size + 10
+    return x
+
+
+def max_pool(x: Tensor, pool: nn.MaxPool2d) -> tuple[Tensor, Tensor]:
+    """Max pooling of ``x`` ``[N, C, H, W]`` exactly as the module ``pool`` does it, and the
+    switches it records: ``(pooled, switches)``, the switches as flat indices into each
+    ``H x W`` input plane (what :func:`unpool` takes)."""
+    return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                        ceil_mode=pool.ceil_mode, return_indices=True)
+
+
+def shared_switches(switches: Tensor, size: tuple[int, int]) -> Tensor:
+    """For switches ``[N, C, h, w]`` into input planes of ``size``: whether each window's
+    switch is also the switch of another window of the same plane (bool, same shape).
+    These are the windows whose values ``nn.MaxUnpool2d`` writes over one another."""
+    flat = switches.flatten(2)
+    chosen = torch.zeros(*flat.shape[:2], size[0] * size[1], device=flat.device)
+    chosen.scatter_add_(2, flat, torch.ones_like(flat, dtype=chosen.dtype))
+    return (chosen.gather(2, flat) > 1).view_as(switches)
+
+
+class TransposedSize(NamedTuple):
+    """One conv layer's sizes on the way up and back down (square maps)."""
+    layer: str           # the paper's name, conv1..conv5
+    kernel: int
+    stride: int
+    input: int           # side of the conv's input map
+    output: int          # side of its output map
+    transposed: int      # what conv_transpose2d returns without output_padding
+    output_padding: int  # the rows and columns it must add to restore ``input``
+
+
+def transposed_sizes(model: nn.Module, image_size: int) -> list[TransposedSize]:
+    """For each conv layer of ``model`` at ``image_size`` px input: its map sizes, the size
+    its transposed convolution returns, and the ``output_padding`` that restores the input
+    size (what :func:`filter` adds). Sizes come from a forward pass of a blank image."""
+    device = next(model.parameters()).device
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    rows = []
+    with torch.no_grad():
+        for m in sequence(model):
+            if isinstance(m, (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)):
+                break
+            out = m(x)
+            if isinstance(m, nn.Conv2d):
+                (k, _), (s, _), (p, _) = m.kernel_size, m.stride, m.padding
+                naive = (out.shape[-1] - 1) * s - 2 * p + k
+                rows.append(TransposedSize(f"conv{len(rows) + 1}", k, s, x.shape[-1], out.shape[-1],
+                                           naive, x.shape[-1] - naive))
+            x = out
+    return rows

@@ -20,6 +20,7 @@ The search is one streaming pass through the network, to the layer and no
 further, for all channels at once: per batch it takes the maximum over
 positions and merges the batch's scores into a running top-k of shape
 ``[C, k]``, so its memory does not grow with the data set.
+:func:`top_activations_layers` serves several layers from the same pass.
 """
 from __future__ import annotations
 
@@ -31,12 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from tqdm.auto import tqdm
 
-from . import receptive
-from .cache import load, save_atomic
-from .device import compute_device, model_device, placed
+from . import deconv, receptive
+from .infra.cache import load, save_atomic
+from .infra.device import compute_device, model_device, placed
 from .models import check_images, layer_index, sequence
 
-__all__ = ["TopK", "top_activations"]
+__all__ = ["TopK", "top_activations", "top_activations_layers", "purity", "chance_purity",
+           "centre_on_object"]
 
 
 @dataclass(repr=False)
@@ -51,6 +53,7 @@ class TopK:
     indices: torch.Tensor
     positions: torch.Tensor
     layer: str
+    active: torch.Tensor | None = None    # [C]: images whose score is positive (None if not counted)
 
     @property
     def k(self) -> int:
@@ -61,8 +64,8 @@ class TopK:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` atomically: a reader never sees half a file."""
-        save_atomic({"values": self.values, "indices": self.indices,
-                     "positions": self.positions, "layer": self.layer}, path)
+        save_atomic({"values": self.values, "indices": self.indices, "positions": self.positions,
+                     "layer": self.layer, "active": self.active}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TopK":
@@ -87,7 +90,7 @@ class TopK:
         border (see :func:`zfcourse.receptive.crop_patches`).
         """
         chs, idx, pos = self._neurons(channel)
-        out = [receptive.crop_patches(model, self.layer, _gather(images, idx[s]), pos[s], fill)
+        out = [receptive.crop_patches(model, _gather(images, idx[s]), self.layer, pos[s], fill)
                for s in _slices(len(idx), batch_size)]
         return torch.cat(out).unflatten(0, (-1, self.k))
 
@@ -100,8 +103,6 @@ class TopK:
         or ``[channels, k, 3, size, size]`` cropped to the receptive field when
         ``crop`` (the view of Fig. 2). Runs where the model is.
         """
-        from . import deconv
-
         chs, idx, pos = self._neurons(channel)
         device = model_device(model) or torch.device("cpu")
         dense = self.layer.startswith("fc")      # dense units have no position to pass
@@ -111,7 +112,7 @@ class TopK:
             p = deconv.project(model, x, self.layer, chs[s].to(device), None if dense else pos[s].to(device),
                                rule=rule)
             if crop:
-                p = receptive.crop_patches(model, self.layer, p, pos[s])
+                p = receptive.crop_patches(model, p, self.layer, pos[s])
             out.append(p.cpu())
         return torch.cat(out).unflatten(0, (-1, self.k))
 
@@ -130,47 +131,84 @@ def top_activations(model: nn.Module, images, layer: str, k: int = 9, batch_size
     both are restored afterwards. See the module docstring for ties and for
     data with fewer than ``k`` images.
     """
+    return top_activations_layers(model, images, [layer], k, batch_size, device, progress)[layer]
+
+
+def top_activations_layers(model: nn.Module, images, layers, k: int = 9, batch_size: int = 64,
+                           device: str | torch.device | None = None,
+                           progress: bool = True) -> dict[str, TopK]:
+    """:func:`top_activations` for several layers in one pass over ``images``.
+
+    The network runs once per batch, as deep as the deepest of ``layers``, and
+    each layer keeps its own running top-k. Returns ``{layer: TopK}`` in the
+    order of ``layers``; each result also counts, per channel, the images whose
+    score is positive (``TopK.active``: the channel fires somewhere in them).
+    """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    layers = list(layers)
+    if not layers:
+        raise ValueError("layers must name at least one layer")
     device = torch.device(device) if device is not None else compute_device(model)
-    modules = sequence(model)[: layer_index(model, layer) + 1]
-    batches = _batches(images, batch_size, device)
-    values = indices = flat = None
-    seen, width = 0, 1
+    where = {layer_index(model, name): name for name in layers}
+    modules = sequence(model)[: max(where) + 1]
+    running = {name: _Running(k) for name in layers}
+    seen = 0
     with placed(model, device), torch.no_grad():
-        for x in tqdm(batches, desc=f"top-{k} {layer}", disable=not progress):
+        for x in tqdm(_batches(images, batch_size, device), desc=f"top-{k} {', '.join(layers)}",
+                      disable=not progress):
             x = x.to(device, non_blocking=True)
             if not seen:
                 check_images(model, x)
-            for m in modules:
+            for i, m in enumerate(modules):
                 x = m(x)
-            if x.dim() == 4:
-                width = x.shape[3]
-            x = x.reshape(x.shape[0], x.shape[1], -1)                     # [n, C, positions]
-            # amax, not max: on the CPU indices cost several times the values, and
-            # only the k winners need a position (found below)
-            best = x.amax(dim=2).T                                        # [C, n]
-            C, n = best.shape
-            batch_idx = torch.arange(seen, seen + n, device=device).expand(C, n)
-            if values is None:
-                values, indices, flat = best, batch_idx, torch.zeros_like(batch_idx)
-            else:
-                values = torch.cat([values, best], dim=1)
-                indices = torch.cat([indices, batch_idx], dim=1)
-                flat = torch.cat([flat, torch.zeros_like(batch_idx)], dim=1)
-            # The running list holds lower indices than the batch, and both are in
-            # index order among equal values, so a stable sort keeps lower indices first.
-            order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
-            values, indices, flat = values.gather(1, order), indices.gather(1, order), flat.gather(1, order)
-            fresh = indices >= seen
-            maps = x[(indices - seen).clamp(min=0), torch.arange(C, device=device)[:, None]]   # [C, k, positions]
-            # argmax gives the first maximal position: the row-major tie rule
-            flat = torch.where(fresh, maps.argmax(dim=2), flat)
-            seen += n
-    if values is None:
+                if i in where:
+                    running[where[i]].update(x, seen)
+            seen += len(x)
+    if not seen:
         raise ValueError("top_activations got no images")
-    positions = torch.stack([flat // width, flat % width], dim=-1)
-    return TopK(values.cpu(), indices.cpu(), positions.cpu(), layer)
+    return {name: running[name].result(name) for name in layers}
+
+
+class _Running:
+    """The running top-k of every channel of one layer, merged batch by batch."""
+
+    def __init__(self, k: int):
+        self.k, self.width = k, 1
+        self.values = self.indices = self.flat = self.active = None
+
+    def update(self, x: torch.Tensor, seen: int) -> None:
+        """Merge a batch of the layer's maps ``x`` (its first image has index ``seen``)."""
+        if x.dim() == 4:
+            self.width = x.shape[3]
+        x = x.reshape(x.shape[0], x.shape[1], -1)                         # [n, C, positions]
+        # amax, not max: on the CPU indices cost several times the values, and
+        # only the k winners need a position (found below)
+        best = x.amax(dim=2).T                                            # [C, n]
+        C, n = best.shape
+        batch_idx = torch.arange(seen, seen + n, device=x.device).expand(C, n)
+        fires = (best > 0).sum(dim=1)
+        if self.values is None:
+            values, indices, flat = best, batch_idx, torch.zeros_like(batch_idx)
+            self.active = fires
+        else:
+            values = torch.cat([self.values, best], dim=1)
+            indices = torch.cat([self.indices, batch_idx], dim=1)
+            flat = torch.cat([self.flat, torch.zeros_like(batch_idx)], dim=1)
+            self.active = self.active + fires
+        # The running list holds lower indices than the batch, and both are in
+        # index order among equal values, so a stable sort keeps lower indices first.
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, : self.k]
+        values, indices, flat = values.gather(1, order), indices.gather(1, order), flat.gather(1, order)
+        fresh = indices >= seen
+        maps = x[(indices - seen).clamp(min=0), torch.arange(C, device=x.device)[:, None]]  # [C, k, positions]
+        # argmax gives the first maximal position: the row-major tie rule
+        self.values, self.indices = values, indices
+        self.flat = torch.where(fresh, maps.argmax(dim=2), flat)
+
+    def result(self, layer: str) -> TopK:
+        positions = torch.stack([self.flat // self.width, self.flat % self.width], dim=-1)
+        return TopK(self.values.cpu(), self.indices.cpu(), positions.cpu(), layer, self.active.cpu())
 
 
 def _batches(images, batch_size: int, device: torch.device):
@@ -215,3 +253,44 @@ def _gather(images, idx: torch.Tensor) -> torch.Tensor:
 
 def _slices(n: int, size: int) -> list[slice]:
     return [slice(i, i + size) for i in range(0, n, size)]
+
+
+def purity(groups: torch.Tensor) -> float:
+    """How alike the top k of each channel are: the share of a row's ``k`` entries that
+    belong to its most common group, averaged over the rows of ``groups [C, k]``
+    (integer group ids: the class, or the texture, of each top-k image)."""
+    groups = torch.as_tensor(groups).long()
+    if groups.dim() != 2 or groups.numel() == 0:
+        raise ValueError(f"groups must be [channels, k] with k >= 1, got shape {list(groups.shape)}")
+    if (groups < 0).any():
+        raise ValueError("group ids must be non-negative integers")
+    counts = torch.zeros(len(groups), int(groups.max()) + 1).scatter_add_(1, groups, torch.ones(groups.shape))
+    return float(counts.amax(1).mean() / groups.shape[1])
+
+
+def chance_purity(groups: torch.Tensor, k: int = 9, draws: int = 2000, seed: int = 0) -> float:
+    """:func:`purity` of ``k`` images drawn at random (``draws`` times, with replacement,
+    without regard to any unit) from a dataset whose images have group ids ``groups [N]``:
+    what a unit's purity is measured against."""
+    groups = torch.as_tensor(groups).long().reshape(-1)
+    if not 1 <= k <= len(groups):
+        raise ValueError(f"k must be in 1..{len(groups)} (the number of images), got {k}")
+    picks = torch.randint(len(groups), (draws, k), generator=torch.Generator().manual_seed(seed))
+    return purity(groups[picks])
+
+
+def centre_on_object(model: nn.Module, top: TopK, masks: torch.Tensor, map_size: int) -> tuple[float, float]:
+    """Where the strongest units look: the share of the top-k boxes of ``top`` whose centre
+    pixel lies on the object (``masks [N, H, W]``, 255 on the object, 0 off it, as the
+    synthetic world's ``val.masks``), and the same share over every position of a
+    ``map_size x map_size`` map and every image (what it would be by chance)."""
+    masks = torch.as_tensor(masks)
+    if masks.dim() != 3:
+        raise ValueError(f"masks must be [N, H, W], got shape {list(masks.shape)}")
+    size, stride, padding = receptive.receptive_field(model, top.layer)
+    last = masks.shape[-1] - 1
+    centre = (top.positions * stride - padding + size // 2).clamp(0, last)
+    on = masks[top.indices, centre[..., 0], centre[..., 1]].float().mean() / 255
+    grid = (torch.arange(map_size) * stride - padding + size // 2).clamp(0, last)
+    anywhere = masks[:, grid[:, None], grid[None, :]].float().mean() / 255
+    return float(on), float(anywhere)

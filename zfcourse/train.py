@@ -9,7 +9,7 @@ supervision.
 
 ``snapshots`` keeps copies of the weights after chosen epochs (the paper's Fig. 4
 shows the features after epochs 1, 2, 5, 10, 20, 30, 40 and 64); ``checkpoint``
-makes a run resumable (see :mod:`zfcourse.checkpoint`), and :func:`train_cached`
+makes a run resumable (see :mod:`zfcourse.infra.checkpoint`), and :func:`train_cached`
 builds on it: a run that was interrupted continues where it stopped, one that
 finished is loaded.
 
@@ -32,9 +32,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .cache import cache_dir, key, state_hash
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from .device import default_device
+from .infra.cache import cache_dir, key, state_hash
+from .infra.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .infra.device import default_device, placed, seeded
+from .filters import filter_rms
 from .models import conv_of, sequence
 
 
@@ -61,7 +62,7 @@ def _convs(model: nn.Module, layers) -> list[nn.Conv2d]:
 def _cap(convs: list[nn.Conv2d], radius: float) -> int:
     rescaled = 0
     for m in convs:
-        rms = m.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
+        rms = filter_rms(m)
         over = rms > radius
         m.weight[over] *= (radius / rms[over]).view(-1, 1, 1, 1)
         rescaled += int(over.sum())
@@ -119,14 +120,36 @@ def _batches(dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device=None) -> float:
     """Top-1 accuracy of ``model`` on ``dataset``."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct = total = 0
-    for x, y in _batches(dataset, batch_size, False, None):
-        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
-        total += len(y)
-    model.train(was_training)
+    with placed(model, device):
+        for x, y in _batches(dataset, batch_size, False, None):
+            correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+            total += len(y)
     return correct / max(total, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device=None,
+            progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (softmax of the logits) of ``model`` for every item of ``dataset``,
+    in order, and the items' labels: ``([N, classes], [N])``, on the CPU."""
+    device = device or next(model.parameters()).device
+    probs, labels = [], []
+    with placed(model, device):
+        batches = _batches(dataset, batch_size, False, None)
+        total = math.ceil(len(dataset) / batch_size)
+        for x, y in tqdm(batches, total=total, desc="predicting", disable=not progress):
+            probs.append(model(x.to(device)).softmax(1).cpu())
+            labels.append(torch.as_tensor(y))
+    return torch.cat(probs), torch.cat(labels)
+
+
+def confident_mistakes(probs: torch.Tensor, labels: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """Indices of the wrongly classified items, the most confident mistake first (the first
+    ``k`` of them if given); ``probs`` ``[N, classes]`` as from :func:`predict`."""
+    wrong = (probs.argmax(1) != labels).nonzero().flatten()
+    order = probs[wrong].max(1).values.argsort(descending=True, stable=True)
+    return wrong[order][:k]
 
 
 @torch.no_grad()
@@ -168,9 +191,19 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     snapshots = sorted({int(e) for e in snapshots})
     if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= epochs:
         raise ValueError(f"snapshot epochs must lie in 1..{epochs} (epochs={epochs}), got {snapshots}")
+    with seeded(seed):  # dropout draws from the global generator: seeded, and the caller's put back
+        return _train(model, train_set, val_set, epochs=epochs, lr=lr, momentum=momentum,
+                      weight_decay=weight_decay, batch_size=batch_size, warmup_epochs=warmup_epochs,
+                      renorm_radius=renorm_radius, renorm_layers=renorm_layers, capped=capped,
+                      batchnorm=batchnorm, seed=seed, snapshots=snapshots, on_snapshot=on_snapshot,
+                      checkpoint=checkpoint, device=device, progress=progress)
+
+
+def _train(model, train_set, val_set, *, epochs, lr, momentum, weight_decay, batch_size, warmup_epochs,
+           renorm_radius, renorm_layers, capped, batchnorm, seed, snapshots, on_snapshot, checkpoint, device,
+           progress) -> dict:
     net = with_batchnorm(model) if batchnorm else model
     net.train()
-    torch.manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(train_set) / batch_size)
@@ -258,9 +291,9 @@ def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_se
                  device=None, progress: bool = True, **recipe) -> tuple[nn.Module, dict]:
     """A model trained by :func:`train`, resumed or loaded from a checkpoint file.
 
-    ``make_model()`` is called under ``torch.manual_seed(seed)``, so the initial
-    weights are fixed too. The checkpoint lives at ``path``, by default in
-    :func:`zfcourse.cache.cache_dir` under a key of the initial weights, the
+    ``make_model()`` is called with the global generator seeded with ``seed`` (and the
+    caller's random state put back), so the initial weights are fixed too. The checkpoint lives at ``path``, by default in
+    :func:`zfcourse.infra.cache.cache_dir` under a key of the initial weights, the
     training images and the recipe: changing any of them trains anew. After every
     epoch the state is saved atomically; calling again after an interruption
     continues from the last completed epoch, after completion it only loads.
@@ -269,8 +302,8 @@ def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_se
     while ``on_snapshot`` sees only those taken in this call.
     Returns ``(model, history)``, the model in eval mode on ``device``.
     """
-    torch.manual_seed(seed)
-    model = make_model()
+    with seeded(seed):
+        model = make_model()
     if path is None:
         path = cache_dir() / "training" / f"{key(init=state_hash(model), data=_fingerprint(train_set), val=_fingerprint(val_set), seed=seed, **recipe)}.pt"
     history = train(model, train_set, val_set, seed=seed, checkpoint=path, on_snapshot=on_snapshot, device=device,

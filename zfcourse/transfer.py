@@ -39,8 +39,8 @@ import hashlib
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -49,15 +49,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from . import synthetic
-from .cache import cache_dir, cached, key as cache_key, state_hash
-from .device import default_device
+from .data import synthetic
+from .data.caltech import ImageFiles, caltech101
+from .infra.cache import cache_dir, cached, key as cache_key, state_hash
+from .infra.device import default_device, model_device, placed, seeded
 from .models import activations, layer_index, layer_names
 from .train import train as train_model
 
 __all__ = ["features", "stage_layers", "data_key", "split_per_class", "draw_shots",
-           "LinearProbe", "fit_probe", "mean_class_accuracy", "top_classes", "Curve", "probe_curve", "scratch_curve",
-           "layer_table", "ImageFiles", "caltech101", "Task", "new_task"]
+           "LinearProbe", "fit_probe", "mean_class_accuracy", "top_classes", "consistent_units",
+           "carried_over", "Curve", "gap", "probe_curve", "scratch_curve", "layer_table", "ImageFiles", "caltech101", "Task", "new_task"]
 
 L2 = 1e-3
 SHOTS = (1, 2, 5, 10, 20)
@@ -101,8 +102,8 @@ def _digest(items) -> str:
 
 def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int | None = 4,
              batch_size: int = 128, cache: bool = True, key: str | None = None,
-             num_workers: int | None = None, progress: bool = True):
-    """The features of every image of ``data`` at ``layers``: ``[N, D]`` float32 on the CPU.
+             num_workers: int | None = None, progress: bool = True) -> dict[str, torch.Tensor]:
+    """The features of every image of ``data`` at ``layers``: ``{layer: [N, D]}``, float32 on the CPU.
 
     ``data`` is a Dataset of ``(image, label)`` items or a tensor of model inputs. Conv
     maps are average-pooled to at most ``grid x grid`` cells (``None``: not at all), then
@@ -110,11 +111,10 @@ def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int |
     layer, serves all layers; it runs where the model is. Returns a tensor for one layer
     name, a dict for a list. With ``cache`` each layer is kept in
     ``<cache>/features/``, keyed by the architecture and a hash of the weights
-    (:func:`zfcourse.cache.state_hash`), the layer, ``grid`` and ``key`` (default
+    (:func:`zfcourse.infra.cache.state_hash`), the layer, ``grid`` and ``key`` (default
     :func:`data_key`); a corrupt file is rebuilt with a warning.
     """
-    single = isinstance(layers, str)
-    layers = [layers] if single else list(layers)
+    layers = [layers] if isinstance(layers, str) else list(layers)
     for layer in layers:
         layer_index(model, layer)  # a KeyError naming the valid layers
     if grid is not None and grid < 1:
@@ -139,24 +139,20 @@ def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int |
         out = {layer: cached(cache_dir() / "features" / f"{layer}-{cache_key(layer=layer, **config)}.pt",
                              lambda layer=layer: {"features": extract()[layer]}, validate)["features"]
                for layer in layers}
-    return out[layers[0]] if single else {layer: out[layer] for layer in layers}
+    return {layer: out[layer] for layer in layers}
 
 
 @torch.no_grad()
 def _extract(model, data, layers, grid, batch_size, num_workers, progress) -> dict[str, torch.Tensor]:
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    device = model_device(model)
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-    try:
+    with placed(model, device):
         for x in tqdm(_inputs(data, batch_size, num_workers), desc="features", disable=not progress,
                       total=math.ceil(len(data) / batch_size)):
             for layer, a in activations(model, x.to(device), layers).items():
                 if a.dim() == 4 and grid is not None and max(a.shape[2:]) > grid:
                     a = F.adaptive_avg_pool2d(a, (min(grid, a.shape[2]), min(grid, a.shape[3])))
                 chunks[layer].append(a.flatten(1).float().cpu())
-    finally:
-        model.train(was_training)
     return {layer: torch.cat(c) for layer, c in chunks.items()}
 
 
@@ -348,6 +344,61 @@ def top_classes(topk, data) -> tuple[torch.Tensor, torch.Tensor]:
     return mode, (top == mode[:, None]).float().mean(1)
 
 
+def consistent_units(classes, share, *tiebreaks, k: int = 4) -> list[int]:
+    """Up to ``k`` channels, each for a different class: the most consistent first.
+
+    ``classes`` and ``share`` ``[C]`` are what :func:`top_classes` returns: each
+    channel's most common class among its top images and the share it holds. Channels
+    are ranked by ``share`` (highest first), ties broken by each of ``tiebreaks``
+    (``[C]`` each, highest first) in turn, then by the lower channel; walking down that
+    ranking, a channel is kept when its class is not yet taken.
+    """
+    keys = [torch.as_tensor(share)] + [torch.as_tensor(t) for t in tiebreaks]
+    order = sorted(range(len(keys[0])), key=lambda c: tuple(-float(t[c]) for t in keys))
+    units, taken = [], set()
+    for c in order:
+        if len(units) == k:
+            break
+        if int(classes[c]) not in taken:
+            units.append(c)
+            taken.add(int(classes[c]))
+    return units
+
+
+INGREDIENTS = ("shape", "texture")
+
+
+def carried_over(new_labels, new_pairs, old_labels, old_pairs,
+                 min_count: int = 8) -> dict[str, dict[int, str]]:
+    """The ingredient (shape or texture) each unit carries from old classes to new ones.
+
+    ``new_labels`` ``[C, k]``: the classes of each channel's top-k images of the new
+    task; ``old_labels`` ``[C, k]``: of its top-k among the old (training) classes.
+    ``new_pairs`` and ``old_pairs`` give each class's ``(shape, texture)``, as the
+    synthetic world's ``HELDOUT_PAIRS`` and ``TRAIN_PAIRS`` do. A channel carries a
+    shape (a texture) when the shape most of its new top-k share is the one most of its
+    old top-k share, and at least ``min_count`` of each k share it (the first-seen
+    value on a tie). Returns ``{"shape": {channel: shape}, "texture": {...}}``.
+    """
+    new_labels, old_labels = _labels(new_labels), _labels(old_labels)
+    if new_labels.shape[0] != old_labels.shape[0]:
+        raise ValueError(f"one row per channel in both: {new_labels.shape[0]} new, "
+                         f"{old_labels.shape[0]} old")
+    kept: dict[str, dict[int, str]] = {what: {} for what in INGREDIENTS}
+    for c in range(len(new_labels)):
+        for which, what in enumerate(INGREDIENTS):
+            new_value, new_count = _most_shared(new_pairs, new_labels[c], which)
+            old_value, old_count = _most_shared(old_pairs, old_labels[c], which)
+            if new_value == old_value and min(new_count, old_count) >= min_count:
+                kept[what][c] = new_value
+    return kept
+
+
+def _most_shared(pairs, labels: torch.Tensor, which: int) -> tuple[str, int]:
+    """The ingredient ``which`` most of ``labels`` share, and how many share it."""
+    return Counter(pairs[int(y)][which] for y in labels).most_common(1)[0]
+
+
 # --------------------------------------------------------------------------- curves
 
 @dataclass(repr=False)
@@ -373,19 +424,16 @@ class Curve:
         i = self.shots.index(shots)
         return f"{100 * self.mean[i]:.1f} ± {100 * self.std[i]:.1f}"
 
-    def plot(self, ax=None, **kwargs):
-        """The mean over draws as a line, one standard deviation either side shaded; in percent."""
-        import matplotlib.pyplot as plt
-
-        ax = ax or plt.gca()
-        mean, std = 100 * self.mean.numpy(), 100 * self.std.numpy()
-        (line,) = ax.plot(self.shots, mean, marker="o", label=self.label, **kwargs)
-        ax.fill_between(self.shots, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-        return ax
-
     def __repr__(self) -> str:
         rows = ", ".join(f"{s}: {100 * m:.1f} ± {100 * d:.1f}%" for s, m, d in zip(self.shots, self.mean, self.std))
         return f"Curve({self.label!r}, {self.accuracy.shape[1]} draws; {rows})"
+
+
+def gap(curve: Curve, baseline: Curve) -> dict[int, float]:
+    """``curve`` minus ``baseline`` in percentage points of mean accuracy, ``{shots: gap}``
+    for every number of shots both curves have (in ``curve``'s order)."""
+    return {s: 100 * float(curve.mean[curve.shots.index(s)] - baseline.mean[baseline.shots.index(s)])
+            for s in curve.shots if s in baseline.shots}
 
 
 def _shot_list(shots) -> list[int]:
@@ -434,8 +482,8 @@ def scratch_curve(make_model: Callable[[], nn.Module], data: Dataset, labels, tr
     with tqdm(total=len(shots) * draws, desc=label, disable=not progress, leave=False) as bar:
         for i, s in enumerate(shots):
             for d, idx in enumerate(draw_shots(labels, train, s, draws, seed)):
-                torch.manual_seed(_seed(seed, s, d))
-                model = _with_classes(make_model(), num_classes)
+                with seeded(_seed(seed, s, d)):
+                    model = _with_classes(make_model(), num_classes)
                 n = len(idx)
                 bs = min(batch_size, n)
                 while n % bs == 1:  # batch normalisation cannot train on a last batch of one image
@@ -446,7 +494,8 @@ def scratch_curve(make_model: Callable[[], nn.Module], data: Dataset, labels, tr
                 train_model(model, train_set, epochs=epochs, lr=lr, batch_size=bs, warmup_epochs=0.1 * epochs,
                             weight_decay=weight_decay, batchnorm=True, seed=_seed(seed, s, d), device=device,
                             progress=False)
-                logits = features(model, test_set, layer_names(model)[-1], cache=False, progress=False)
+                last = layer_names(model)[-1]
+                logits = features(model, test_set, last, cache=False, progress=False)[last]
                 acc[i, d] = mean_class_accuracy(logits.argmax(1), labels[test])
                 bar.update()
     return Curve(shots, acc, label)
@@ -459,52 +508,6 @@ def _with_classes(model: nn.Module, num_classes: int) -> nn.Module:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, nn.Linear(last.in_features, num_classes))
     return model
-
-
-# --------------------------------------------------------------------------- data
-
-class ImageFiles(Dataset):
-    """Image files with class labels; every image is opened as RGB (Caltech-101 has greyscale JPEGs)."""
-
-    def __init__(self, root, files: Sequence[str], labels, classes: Sequence[str], transform=None):
-        self.root, self.files, self.classes, self.transform = Path(root), list(files), list(classes), transform
-        self.labels = _labels(labels)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        with Image.open(self.root / self.files[i]) as img:
-            img = img.convert("RGB")
-        return (self.transform(img) if self.transform is not None else img), int(self.labels[i])
-
-    def __repr__(self) -> str:
-        return f"ImageFiles({str(self.root)!r}, images={len(self)}, classes={len(self.classes)})"
-
-
-def caltech101(root=None, transform=None, download: bool = True) -> ImageFiles:
-    """Caltech-101's 101 object classes (without ``BACKGROUND_Google``) through torchvision.
-
-    torchvision downloads the archive once into ``root`` (default
-    :func:`zfcourse.worlds.data_dir`) and indexes ``caltech101/101_ObjectCategories``;
-    the images are read here, as RGB, which also spares torchvision's dependency on scipy.
-    """
-    from torchvision.datasets import Caltech101
-
-    from .worlds import data_dir
-
-    root = Path(root) if root is not None else data_dir()
-    try:
-        tv = Caltech101(str(root), download=download)
-    except Exception as e:
-        raise RuntimeError(
-            f"Caltech-101 could not be loaded from {root / 'caltech101'}: {type(e).__name__}: {e}. torchvision "
-            "downloads it once (about 140 MB) with an internet connection; set ZFCOURSE_DATA to use another "
-            "folder, or ZFCOURSE_WORLD=synthetic") from e
-    files = [f"{tv.categories[y]}/image_{i:04d}.jpg" for y, i in zip(tv.y, tv.index)]
-    return ImageFiles(Path(tv.root) / "101_ObjectCategories", files, tv.y, tv.categories, transform)
 
 
 @dataclass(repr=False)
@@ -526,17 +529,11 @@ CALTECH_SPLIT = dict(test_per_class=50, min_train=30)
 
 
 def new_task(world, seed: int = 0) -> Task:
-    """The world's transfer task: held-out synthetic classes, or Caltech-101 for ImageNet.
+    """The world's transfer task (``world.task``): held-out synthetic classes, or Caltech-101 for ImageNet.
 
     Synthetic: ``world.heldout``, a third of each class for testing and the rest as the
-    training pool. Imagenet: Caltech-101 preprocessed as the
-    world's model expects, up to 50 test images per class and the rest (at least 30, the
-    paper's largest training set) as the pool.
+    training pool. Imagenet: Caltech-101 preprocessed as the world's model expects, up to
+    50 test images per class and the rest (at least 30, the paper's largest training set)
+    as the pool (:data:`CALTECH_SPLIT`).
     """
-    if world.heldout is not None:
-        data = world.heldout
-        train, test = split_per_class(data.labels, len(data) // (3 * len(data.classes)), seed=seed)
-        return Task("held-out synthetic classes", data, _labels(data.labels), list(data.classes), train, test)
-    data = caltech101(transform=world.preprocess)
-    train, test = split_per_class(data.labels, **CALTECH_SPLIT, seed=seed)
-    return Task("Caltech-101", data, data.labels, data.classes, train, test)
+    return world.task(seed)

@@ -4,7 +4,7 @@
   validation split of torchvision's Imagenette (ten ImageNet classes) as the
   validation set. Downloads once (torchvision verifies the files), then runs
   from the cache.
-* ``synthetic``: no download at all. Procedural images (:mod:`zfcourse.synthetic`)
+* ``synthetic``: no download at all. Procedural images (:mod:`zfcourse.data.synthetic`)
   and small AlexNet-/ZF-style networks that the package trains on them in about
   a minute on a CPU and caches on disk.
 
@@ -25,9 +25,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from . import models, synthetic
-from .cache import cache_dir, key, state_hash
-from .device import default_device
+from . import atlas, models, transfer
+from .data import synthetic
+from .data.normalization import Normalization
+from .infra.cache import cache_dir, key, state_hash
+from .infra.paths import data_dir, imagenette_folder, imagenette_size
+from .infra.device import default_device, seeded
 from .train import train_cached
 
 WORLDS = ("imagenet", "synthetic", "auto")
@@ -51,6 +54,11 @@ class World:
     info: dict = field(default_factory=dict)
     train: Dataset | None = None
     heldout: Dataset | None = None  # synthetic: images of classes the model never saw
+    # What each experiment takes from the world, so that only this module knows which it is:
+    mini_data: Callable[[], tuple[Dataset, Dataset]] | None = None  # 64 px (train, val), chapter 5
+    mini_trainer: Callable[..., tuple[nn.Module, dict]] | None = None  # (arch, progress) -> (model, history)
+    task: Callable[[int], "transfer.Task"] | None = None  # seed -> the transfer task, chapter 6
+    decoder_source: str = "train"  # the images chapter 2's learned decoder trains on: "train" or "val"
 
     def describe(self) -> str:
         lines = [f"World: {self.name} ({self.reason}).",
@@ -126,12 +134,12 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
     make = functools.partial(ARCHS[arch], len(synthetic.TRAIN_PAIRS))
-    torch.manual_seed(SYNTHETIC["seed"])
     recipe = dict(RECIPE, renorm_radius=renorm_radius)
     if renorm_radius is not None:  # renormalisation only means something without batch normalisation
         recipe["batchnorm"] = False
     recipe["snapshots"] = tuple(e for e in SNAPSHOTS if e <= recipe["epochs"])
-    initial = make()
+    with seeded(SYNTHETIC["seed"]):
+        initial = make()
     k = key(arch=str(initial), init=state_hash(initial), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
     model, hist = train_cached(make, synthetic_data("train"), synthetic_data("val"), seed=SYNTHETIC["seed"],
                                path=cache_dir() / "models" / f"mini_{arch}-{k}.pt", progress=progress,
@@ -156,35 +164,55 @@ def synthetic_world(reason: str) -> World:
         preprocess=preprocess, make_model=lambda: ARCHS["alexnet"](len(val.classes)),
         device=default_device(), train=synthetic_data("train"),
         heldout=synthetic_data("heldout"),
+        mini_data=lambda: (synthetic_data("train"), synthetic_data("val")),
+        mini_trainer=_synthetic_mini, task=functools.partial(heldout_task, synthetic_data("heldout")),
         info={"model": "mini AlexNet (11x11 stride-4 first layer)", "val_accuracy": meta["val_accuracy"],
               "train_seconds": meta["train_seconds"]},
     )
 
 
+def _synthetic_mini(arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
+    model, meta = synthetic_model(arch, progress=progress)
+    return model.to(default_device()).eval(), meta["history"]
+
+
+def heldout_task(data: synthetic.SyntheticImages, seed: int = 0) -> "transfer.Task":
+    """Held-out synthetic classes: a third of each class for testing, the rest the training pool."""
+    train, test = transfer.split_per_class(data.labels, len(data) // (3 * len(data.classes)), seed=seed)
+    return transfer.Task("held-out synthetic classes", data, torch.as_tensor(data.labels).long(),
+                         list(data.classes), train, test)
+
+
+def atlas_networks(world) -> list[atlas.Network]:
+    """The networks the atlas shows in ``world``: the world's own network first, then the
+    mini AlexNet and mini ZFNet of chapter 5 not already shown (in the imagenet world
+    they are trained on Imagenette at 64 px, and cached, by chapter 5)."""
+    from . import minis
+
+    if world.name == "synthetic":
+        val_key = key(data=SYNTHETIC, generator=synthetic.VERSION, split="val")
+        own = atlas.Network("mini-alexnet", "mini AlexNet", world.model, world.val, world.classes,
+                      world.denormalize, world.name, f"synthetic validation set, {len(world.val):,} images", val_key)
+    else:
+        own = atlas.Network("alexnet", "AlexNet (torchvision, ImageNet weights)", world.model, world.val,
+                      world.classes, world.denormalize, world.name,
+                      f"Imagenette validation set, {len(world.val):,} images at {world.image_size} px")
+    nets = [own]
+    for arch in minis.ARCHS:
+        name = f"mini-{arch}"
+        if name == own.name:
+            continue
+        model, _ = minis.trained(world, arch, progress=False)
+        mini = minis.as_world(world, model)
+        nets.append(atlas.Network(name, f"mini {'ZFNet' if arch == 'zfnet' else 'AlexNet'}", model, mini.val,
+                            mini.classes, mini.denormalize, world.name,
+                            own.dataset if world.name == "synthetic" else
+                            f"Imagenette validation set, {len(mini.val):,} images at {mini.image_size} px",
+                            own.dataset_key if world.name == "synthetic" else None))
+    return nets
+
+
 # --------------------------------------------------------------------------- imagenet
-
-IMAGENETTE_SIZES = ("full", "320px", "160px")
-
-
-def data_dir() -> Path:
-    """``$ZFCOURSE_DATA``, else ``<cache>/data``: where datasets are downloaded."""
-    root = os.environ.get("ZFCOURSE_DATA")
-    return Path(root).expanduser() if root else cache_dir() / "data"
-
-
-def _imagenette_size() -> str:
-    size = os.environ.get("ZFCOURSE_IMAGENETTE", "320px")
-    if size not in IMAGENETTE_SIZES:
-        raise ValueError(f"unknown Imagenette size {size!r} (ZFCOURSE_IMAGENETTE); valid: {', '.join(IMAGENETTE_SIZES)}")
-    return size
-
-
-def imagenette_folder(split: str) -> Path:
-    """Where torchvision's Imagenette (in ``ZFCOURSE_IMAGENETTE``'s size) keeps a split once downloaded."""
-    from torchvision.datasets import Imagenette
-
-    return data_dir() / Path(Imagenette._ARCHIVES[_imagenette_size()][0]).name.removesuffix(".tgz") / split
-
 
 def _imagenet_files() -> dict[str, Path]:
     from torchvision.models import AlexNet_Weights
@@ -239,7 +267,7 @@ def imagenet_world(reason: str, val_size: int | None = None, download: bool = Tr
         raise failure("some are missing and downloading is off")
     try:
         model = models.alexnet(pretrained=True)
-        val = Imagenette(str(data_dir()), split="val", size=_imagenette_size(),
+        val = Imagenette(str(data_dir()), split="val", size=imagenette_size(),
                          download=not files["Imagenette validation images"].exists(), transform=weights.transforms())
     except Exception as e:
         raise failure(f"{type(e).__name__}: {e}") from e
@@ -250,12 +278,34 @@ def imagenet_world(reason: str, val_size: int | None = None, download: bool = Tr
     if val_size < len(val):
         val = Subset(val, torch.linspace(0, len(val) - 1, val_size).round().long().tolist())
     tf = weights.transforms()
-    mean = torch.tensor(tf.mean).view(3, 1, 1)
-    std = torch.tensor(tf.std).view(3, 1, 1)
+    scale = Normalization(tuple(tf.mean), tuple(tf.std))
     return World(
         name="imagenet", model=model.eval().to(default_device()), val=val, classes=list(categories), reason=reason,
-        image_size=tf.crop_size[0], normalize=lambda x: (x - mean.to(x.device)) / std.to(x.device),
-        denormalize=lambda x: (x * std.to(x.device) + mean.to(x.device)).clamp(0, 1),
+        image_size=tf.crop_size[0], normalize=scale.normalize, denormalize=scale.denormalize,
         preprocess=tf, make_model=models.alexnet, device=default_device(),
         info={"model": "AlexNet, torchvision IMAGENET1K_V1", "val_classes": 10},
+        mini_data=_imagenette_64, mini_trainer=_imagenette_mini, task=functools.partial(caltech_task, tf),
+        decoder_source="val",
     )
+
+
+def _imagenette_64() -> tuple[Dataset, Dataset]:
+    from .data.imagenette import imagenette
+
+    return imagenette("train", 64), imagenette("val", 64)
+
+
+def _imagenette_mini(arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
+    train_set, val_set = _imagenette_64()
+    recipe = dict(RECIPE, snapshots=tuple(e for e in SNAPSHOTS if e <= RECIPE["epochs"]))
+    return train_cached(functools.partial(ARCHS[arch], len(train_set.classes)), train_set, val_set,
+                        device=default_device(), progress=progress, **recipe)
+
+
+def caltech_task(preprocess, seed: int = 0) -> "transfer.Task":
+    """Caltech-101 as ``preprocess`` prepares it: up to 50 test images per class, the rest the pool."""
+    from .data.caltech import caltech101
+
+    data = caltech101(transform=preprocess)
+    train, test = transfer.split_per_class(data.labels, **transfer.CALTECH_SPLIT, seed=seed)
+    return transfer.Task("Caltech-101", data, data.labels, data.classes, train, test)
