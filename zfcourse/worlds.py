@@ -192,11 +192,12 @@ def atlas_networks(world) -> list[atlas.Network]:
     if world.name == "synthetic":
         val_key = key(data=SYNTHETIC, generator=synthetic.VERSION, split="val")
         own = atlas.Network("mini-alexnet", "mini AlexNet", world.model, world.val, world.classes,
-                      world.denormalize, world.name, f"synthetic validation set, {len(world.val):,} images", val_key)
+                            world.denormalize, world.name,
+                            f"synthetic validation set, {len(world.val):,} images", val_key)
     else:
         own = atlas.Network("alexnet", "AlexNet (torchvision, ImageNet weights)", world.model, world.val,
-                      world.classes, world.denormalize, world.name,
-                      f"Imagenette validation set, {len(world.val):,} images at {world.image_size} px")
+                            world.classes, world.denormalize, world.name,
+                            f"Imagenette validation set, {len(world.val):,} images at {world.image_size} px")
     nets = [own]
     for arch in minis.ARCHS:
         name = f"mini-{arch}"
@@ -204,11 +205,12 @@ def atlas_networks(world) -> list[atlas.Network]:
             continue
         model, _ = minis.trained(world, arch, progress=False)
         mini = minis.as_world(world, model)
+        shared = mini.val is world.val      # the synthetic minis see the world's own images
+        dataset = own.dataset if shared else \
+            f"Imagenette validation set, {len(mini.val):,} images at {mini.image_size} px"
         nets.append(atlas.Network(name, f"mini {'ZFNet' if arch == 'zfnet' else 'AlexNet'}", model, mini.val,
-                            mini.classes, mini.denormalize, world.name,
-                            own.dataset if world.name == "synthetic" else
-                            f"Imagenette validation set, {len(mini.val):,} images at {mini.image_size} px",
-                            own.dataset_key if world.name == "synthetic" else None))
+                                  mini.classes, mini.denormalize, world.name, dataset,
+                                  own.dataset_key if shared else None))
     return nets
 
 
