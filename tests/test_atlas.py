@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import zfcourse
-from zfcourse import atlas, receptive, worlds
+from zfcourse import atlas, minis, receptive, worlds
 from zfcourse.infra import sprites
 from zfcourse.site import atlas_page
 from zfcourse.framing import signed_scale
@@ -96,7 +96,7 @@ def test_world_atlas_in_the_site_equals_brute_force(tiny_synthetic, tmp_path):
     assert [n["name"] for n in index["networks"]] == ["mini-alexnet", "mini-zfnet"]
     images = torch.stack([world.val[i][0] for i in range(len(world.val))])
     labels = world.val.labels
-    for entry, net in zip(index["networks"], worlds.atlas_networks(world)):
+    for entry, net in zip(index["networks"], minis.atlas_networks(world)):
         path = tmp_path / "html" / "atlas" / entry["manifest"]
         manifest = json.loads(path.read_text())
         assert manifest["network"] == entry["name"] and manifest["num_images"] == len(world.val) == 60

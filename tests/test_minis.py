@@ -24,7 +24,7 @@ def test_trained_in_synthetic_world_is_the_world_model_with_snapshots(tiny_synth
     model, hist = minis.trained(world, "alexnet", progress=False)
     for a, b in zip(model.state_dict().values(), world.model.state_dict().values()):
         assert torch.equal(a.cpu(), b.cpu())
-    assert sorted(hist["snapshots"]) == [1]  # the tiny world trains for one epoch
+    assert sorted(hist.snapshots) == [1]  # the tiny world trains for one epoch
 
 
 def test_trained_plain_renormalises_and_caches(tiny_synthetic, monkeypatch):
@@ -32,7 +32,7 @@ def test_trained_plain_renormalises_and_caches(tiny_synthetic, monkeypatch):
     monkeypatch.setattr(minis, "PLAIN_IMAGES", 100)
     world = zfcourse.world("synthetic")
     model, hist = minis.trained_plain(world, "zfnet", renorm_radius=0.01, progress=False)
-    assert hist["rescaled"][0] > 0 and len(hist["val_accuracy"]) == 1
+    assert hist.rescaled[0] > 0 and len(hist.val_accuracy) == 1
     rms = {name: models.conv_of(model, name).weight.detach().pow(2).mean((1, 2, 3)).sqrt() for name in ("conv1", "conv2")}
     assert rms["conv1"].max() <= 0.01 + 1e-6 and rms["conv2"].min() > 0.01  # the cap is on layer 1 only
     monkeypatch.setattr(train, "_batches", lambda *a, **k: pytest.fail("trained again"))
@@ -56,7 +56,7 @@ def test_imagenet_world_trains_on_small_imagenette(imagenet_standin, monkeypatch
     train_set, val_set = minis.training_data(world)
     assert isinstance(train_set, TensorImages) and train_set.images.shape[1:] == (3, 64, 64)
     model, hist = minis.trained(world, "zfnet", progress=False)
-    assert model(val_set[0][0][None].to(world.device)).shape == (1, 10) and sorted(hist["snapshots"]) == [1]
+    assert model(val_set[0][0][None].to(world.device)).shape == (1, 10) and sorted(hist.snapshots) == [1]
 
 
 def test_unknown_architecture_lists_valid_ones(tiny_synthetic):

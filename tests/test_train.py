@@ -55,7 +55,7 @@ def test_training_is_deterministic_and_learns():
     (a, ha), (b, hb) = run(), run()
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(p, q)
-    assert ha["loss"] == hb["loss"] and ha["loss"][1] < ha["loss"][0]
+    assert ha.loss == hb.loss and ha.loss[1] < ha.loss[0]
 
 
 def test_renormalisation_during_training():
@@ -64,7 +64,7 @@ def test_renormalisation_during_training():
     model = models.mini_zfnet(10)
     # initial filters have RMS about 0.01: a radius at that scale binds from the first step
     hist = train.train(model, data, epochs=1, lr=0.05, renorm_radius=0.01, device="cpu", progress=False)
-    assert hist["rescaled"][0] > 0
+    assert hist.rescaled[0] > 0
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             assert m.weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.01 + 1e-6
@@ -121,12 +121,12 @@ def test_resumed_training_gives_the_same_weights_as_an_uninterrupted_run(tmp_pat
     b, hb = train.train_cached(lambda: models.mini_alexnet(10), data, data, path=tmp_path / "b.pt", seed=4, **recipe)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
-    assert ha["loss"] == hb["loss"] and len(hb["loss"]) == 3 and ha["val_accuracy"] == hb["val_accuracy"]
+    assert ha.loss == hb.loss and len(hb.loss) == 3 and ha.val_accuracy == hb.val_accuracy
     for e in (1, 3):
-        for p, q in zip(ha["snapshots"][e].values(), hb["snapshots"][e].values()):
+        for p, q in zip(ha.snapshots[e].values(), hb.snapshots[e].values()):
             assert torch.equal(p, q)
     # the last snapshot is the final (folded) model; a finished checkpoint is only loaded
-    for p, q in zip(ha["snapshots"][3].values(), a.state_dict().values()):
+    for p, q in zip(ha.snapshots[3].values(), a.state_dict().values()):
         assert torch.equal(p, q)
     c, _ = train.train_cached(lambda: models.mini_alexnet(10), _Interrupting(data, 0), data, path=tmp_path / "a.pt", seed=4, **recipe)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
@@ -144,13 +144,13 @@ def test_snapshots_in_batchnorm_mode_are_folded_copies_and_do_not_disturb_traini
         return model, hist
 
     (a, ha), (b, hb) = run(()), run((1, 2))
-    assert "snapshots" not in ha and sorted(hb["snapshots"]) == [1, 2] and seen == [1, 2]
+    assert ha.snapshots == {} and sorted(hb.snapshots) == [1, 2] and seen == [1, 2]
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-    first = hb["snapshots"][1]
+    first = hb.snapshots[1]
     assert set(first) == set(a.state_dict())  # the model's own keys: no BatchNorm left
     assert not torch.equal(first["features.0.weight"], b.state_dict()["features.0.weight"])
     model = models.mini_zfnet(10)
-    model.load_state_dict(hb["snapshots"][2])
+    model.load_state_dict(hb.snapshots[2])
     x = data.transform_batch(data.images[:4])
     assert torch.allclose(model.eval()(x), b(x), atol=1e-5)
 
@@ -208,3 +208,31 @@ def test_predict_keeps_the_order_and_confident_mistakes_come_first():
     assert train.confident_mistakes(probs, y).tolist() == [2, 1, 4]
     assert train.confident_mistakes(probs, y, k=1).tolist() == [2]
     assert train.confident_mistakes(probs, probs.argmax(1)).tolist() == []
+
+
+@pytest.mark.parametrize("spoil", ["empty weights", "no history fields", "nan weights"])
+def test_a_checkpoint_with_invalid_contents_is_trained_anew_with_a_warning(tmp_path, spoil):
+    data = SyntheticImages("train", 32, seed=1)
+    recipe = dict(epochs=1, lr=0.05, batch_size=16, device="cpu", progress=False)
+    a, ha = train.train_cached(lambda: models.mini_alexnet(10), data, path=tmp_path / "a.pt", **recipe)
+    ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
+    if spoil == "empty weights":
+        ckpt["net"] = {}
+    elif spoil == "no history fields":
+        ckpt["history"] = {"loss": ckpt["history"]["loss"]}
+    else:
+        ckpt["net"] = {k: torch.full_like(v, float("nan")) for k, v in ckpt["net"].items()}
+    torch.save(ckpt, tmp_path / "a.pt")
+    with pytest.warns(UserWarning, match="does not hold a valid training state"):
+        b, hb = train.train_cached(lambda: models.mini_alexnet(10), data, path=tmp_path / "a.pt", **recipe)
+    assert hb.loss == ha.loss
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_history_reads_as_its_last_epoch():
+    history = train.History(loss=[2.0, 1.0], train_accuracy=[0.2, 0.5], val_accuracy=[0.3, 0.61],
+                            seconds=12.4)
+    assert repr(history) == "History(epochs=2, val_accuracy=0.610, seconds=12)"
+    assert train.History.from_state(history.state(), 2).val_accuracy == [0.3, 0.61]
+    with pytest.raises(ValueError, match="3 finite values"):
+        train.History.from_state(history.state(), 3)

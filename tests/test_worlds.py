@@ -46,8 +46,8 @@ def test_corrupt_model_cache_is_retrained_with_a_warning(tiny_synthetic):
 def test_synthetic_model_keeps_snapshots(tiny_synthetic, monkeypatch):
     monkeypatch.setitem(worlds.RECIPE, "epochs", 2)
     model, meta = worlds.synthetic_model("alexnet", progress=False)
-    snaps = meta["history"]["snapshots"]
-    assert sorted(snaps) == [1, 2] and len(meta["history"]["val_accuracy"]) == 2
+    snaps = meta["history"].snapshots
+    assert sorted(snaps) == [1, 2] and len(meta["history"].val_accuracy) == 2
     for k, v in model.state_dict().items():  # the last snapshot is the trained model
         assert torch.equal(snaps[2][k], v.cpu())
 

@@ -76,7 +76,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from . import receptive
+from . import deconv, framing, receptive, reverse, topk
 from .data import labels as dataset_labels
 from .deconv import projection_chunks
 from .infra import cache, sprites
@@ -276,8 +276,6 @@ def _chance_purity(labels: torch.Tensor, k: int, seed: int) -> list[float]:
 
 def _code_version() -> str:
     """A hash of the source of every module whose change changes an atlas."""
-    from . import deconv, framing, reverse, topk
-
     h = hashlib.sha256()
     for source in [__file__] + [m.__file__ for m in (deconv, framing, receptive, reverse, sprites, topk)]:
         h.update(Path(source).read_bytes())

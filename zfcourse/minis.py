@@ -29,9 +29,9 @@ import dataclasses
 import torch
 from torch import nn
 
-from . import worlds
+from . import atlas, worlds
 from .models import sequence
-from .train import train_cached
+from .train import History, train_cached
 
 __all__ = ["ARCHS", "PLAIN", "PLAIN_IMAGES", "RENORM_RADIUS", "IMAGE_SIZE", "training_data", "as_world", "trained", "he_above_first", "trained_plain"]
 
@@ -65,9 +65,9 @@ def as_world(world, model: nn.Module):
                                info={"model": f"a mini network trained in the {world.name} world at 64 px"})
 
 
-def trained(world, arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
+def trained(world, arch: str, progress: bool = True) -> tuple[nn.Module, History]:
     """Mini ``arch`` (``alexnet`` or ``zfnet``) trained in ``world`` with the synthetic
-    world's recipe; returns ``(model, history)``, ``history["snapshots"]`` holding the
+    world's recipe; returns ``(model, history)``, ``history.snapshots`` holding the
     weights after each epoch of :data:`zfcourse.worlds.SNAPSHOTS`. Cached."""
     _check_arch(arch)
     return world.mini_trainer(arch, progress=progress)
@@ -96,13 +96,14 @@ def _subset(data, n: int):
     return part
 
 
-def trained_plain(world, arch: str, renorm_radius: float | None, progress: bool = True) -> tuple[nn.Module, dict]:
+def trained_plain(world, arch: str, renorm_radius: float | None,
+                  progress: bool = True) -> tuple[nn.Module, History]:
     """Mini ``arch`` trained with plain SGD (:data:`PLAIN`, no normalisation layers) on
     :data:`PLAIN_IMAGES` of the world's training images, with filter renormalisation
     of layer 1 at ``renorm_radius`` after every step, or none. (Only layer 1 keeps
     the paper's initial scale, to which the paper's radius is relative; the layers
     above start at He et al.'s larger one.) Returns ``(model, history)``;
-    ``history["rescaled"]`` counts the rescalings per epoch. Cached."""
+    ``history.rescaled`` counts the rescalings per epoch. Cached."""
     _check_arch(arch)
     train_set, val_set = training_data(world)
     train_set = _subset(train_set, PLAIN_IMAGES)
@@ -112,3 +113,24 @@ def trained_plain(world, arch: str, renorm_radius: float | None, progress: bool 
 
     cap = {} if renorm_radius is None else {"renorm_radius": renorm_radius, "renorm_layers": ("conv1",)}
     return train_cached(make, train_set, val_set, device=world.device, progress=progress, **cap, **PLAIN)
+
+
+def atlas_networks(world) -> list[atlas.Network]:
+    """The networks the atlas shows in ``world``: the world's own network first, then the
+    mini AlexNet and mini ZFNet of chapter 5 not already shown (in the imagenet world
+    they are trained on Imagenette at 64 px, and cached, by chapter 5)."""
+    own = worlds.own_network(world)
+    nets = [own]
+    for arch in ARCHS:
+        name = f"mini-{arch}"
+        if name == own.name:
+            continue
+        model, _ = trained(world, arch, progress=False)
+        mini = as_world(world, model)
+        shared = mini.val is world.val      # the synthetic minis see the world's own images
+        dataset = own.dataset if shared else \
+            f"Imagenette validation set, {len(mini.val):,} images at {mini.image_size} px"
+        nets.append(atlas.Network(name, f"mini {'ZFNet' if arch == 'zfnet' else 'AlexNet'}", model,
+                                  mini.val, mini.classes, mini.denormalize, world.name, dataset,
+                                  own.dataset_key if shared else None))
+    return nets

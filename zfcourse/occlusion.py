@@ -28,7 +28,7 @@ Speed. The occluded copies of all images are made on the fly and go through the 
 device, or CUDA when present and the model is on the CPU. Memory is bounded by
 ``batch_size`` copies, their activations and the unoccluded maps of a group of images,
 whatever the number of positions. The occluder changes only a window of each early
-feature map, so there only that window is recomputed (``_Local``); the maps are those of
+feature map, so there only that window is recomputed (:mod:`zfcourse.local_pass`); the maps are those of
 the plain forward pass up to float rounding (``local=False`` runs the plain pass).
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .infra.device import compute_device, placed
+from .local_pass import LocalPass, apply, run
 from .models import check_images, layer_index, sequence
 from .occluder import fill_value, mean_colour, occluded, per_image
 
@@ -158,162 +159,10 @@ def _pair(value, name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _apply(m: nn.Module, x: Tensor) -> Tensor:
-    # never in place: the unoccluded maps are kept and reused
-    return torch.relu(x) if isinstance(m, nn.ReLU) else m(x)
-
-
-def _run(modules: list[nn.Module], x: Tensor, at: int | None) -> tuple[Tensor, Tensor | None]:
-    """The output of the modules in turn, and that of module ``at`` (None: not kept)."""
-    kept = None
-    for i, m in enumerate(modules):
-        x = _apply(m, x)
-        if i == at:
-            kept = x
-    return x, kept
-
-
 def _summed(a: Tensor, channel: Tensor) -> Tensor:
     """Each item's chosen channel summed over positions (a dense unit: its value)."""
     picked = a[torch.arange(len(a), device=a.device), channel]
     return picked.flatten(1).sum(1) if picked.dim() > 1 else picked
-
-
-_POINTWISE = (nn.ReLU, nn.LocalResponseNorm, nn.Dropout, nn.BatchNorm2d)   # in eval mode
-
-
-def _sliding(m: nn.Module, axis: int) -> tuple[int, int, int, bool] | None:
-    """(kernel, stride, padding, ceil_mode) of a sliding-window module along an axis, None for others."""
-    if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros" and not isinstance(m.padding, str) \
-            and tuple(m.dilation) == (1, 1):
-        return m.kernel_size[axis], m.stride[axis], m.padding[axis], False
-    if isinstance(m, nn.MaxPool2d) and not m.return_indices and m.dilation in (1, (1, 1)):
-        k, s, p = (v if isinstance(v, tuple) else (v, v) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding))
-        return k[axis], s[axis], p[axis], m.ceil_mode
-    return None
-
-
-class _Local:
-    """Recompute, module by module, only the part of each feature map the occluder can reach.
-
-    An occluder over rows ``[r, r + a)`` changes, after a sliding-window module (kernel ``k``,
-    stride ``s``, padding ``p``), only the output rows ``o`` whose window meets it:
-    ``ceil((r + p - k + 1) / s) <= o <= floor((r + a - 1 + p) / s)``; pointwise modules (ReLU,
-    normalisation across channels) change nothing further. So until that span covers a whole
-    map, an occluded copy's map is the unoccluded map with one window recomputed, from a crop
-    of the unoccluded input with the previous window pasted in. Windows have one size per
-    module (the largest over the occluder positions, moved inside the map) so that all copies
-    of a batch share one convolution. Copies come in *segments*: consecutive images of a group
-    with one occluder position, whose crops are plain slices. The maps equal the plain
-    forward pass's up to float rounding; for AlexNet most of the work of layers 1 and 2 is saved.
-    """
-
-    def __init__(self, modules: list[nn.Module], shapes: list[torch.Size], rows: list[int], cols: list[int],
-                 window: tuple[int, int], enabled: bool = True):
-        self.modules, self.rows, self.cols, self.window = modules, rows, cols, window
-        self.steps: list[dict | None] = []     # per module: None (pointwise) or its windows
-        spans = [[(r, r + window[0]) for r in rows], [(c, c + window[1]) for c in cols]]
-        for i, m in enumerate(modules if enabled else []):
-            if isinstance(m, _POINTWISE):
-                self.steps.append(None)
-                continue
-            geometry = [_sliding(m, axis) for axis in (0, 1)]
-            if None in geometry or len(shapes[i]) != 4:
-                break
-            step = {"start": [], "size": [], "crop": [], "pad": [], "stride": []}
-            for axis, (k, s, p, _) in enumerate(geometry):
-                n_in, n_out = shapes[i][2 + axis], shapes[i + 1][2 + axis]
-                spans[axis] = [(max(0, -((k - 1 - lo - p) // s)), min(n_out, (hi - 1 + p) // s + 1))
-                               for lo, hi in spans[axis]]
-                size = max(hi - lo for lo, hi in spans[axis])
-                step["start"].append([min(lo, n_out - size) for lo, _ in spans[axis]])
-                step["size"].append(size)
-                step["crop"].append((size - 1) * s + k)
-                step["pad"].append((p, p + max(0, (n_out - 1) * s + k - (n_in + 2 * p))))
-                step["stride"].append(s)
-            self.steps.append(step)
-            if step["size"] == list(shapes[i + 1][2:]):
-                break   # the window is the whole map: from here on every copy needs the full pass
-        while self.steps and self.steps[-1] is None:
-            self.steps.pop()
-        self.end = len(self.steps)   # modules [0, end) run on windows
-
-    def bases(self, x: Tensor) -> tuple[list[Tensor], list[Tensor | None]]:
-        """The unoccluded maps of a group of images: the input of each module up to ``end`` (the
-        last: the output of module ``end - 1``), and for sliding-window modules the input padded."""
-        plain, padded = [x], []
-        for m, step in zip(self.modules, self.steps):
-            padded.append(None if step is None else self._pad(m, step, plain[-1]))
-            plain.append(_apply(m, plain[-1]))
-        return plain, padded
-
-    @staticmethod
-    def _pad(m: nn.Module, step: dict, x: Tensor) -> Tensor:
-        (top, bottom), (left, right) = step["pad"]
-        return F.pad(x, (left, right, top, bottom), value=0.0 if isinstance(m, nn.Conv2d) else float("-inf"))
-
-    def forward(self, bases, segments: list[tuple[int, int, int, int]], fill: Tensor, layout,
-                at: int | None = None, image: Tensor | None = None, channel: Tensor | None = None):
-        """The copies' whole maps after module ``end - 1`` and, when ``at < end``, the chosen channel
-        of module ``at``'s output summed over positions. ``segments``: ``(row, col, i0, i1)``, the
-        occluder's grid position and a range of the group's images, copies in that order;
-        ``image`` and ``channel``: each copy's image in the group and channel."""
-        plain, padded = bases
-        n = sum(i1 - i0 for _, _, i0, i1 in segments)
-        # the occluder itself is the first window: the fill colour where it covers the image
-        x = fill.expand(n, -1, *self.window).to(plain[0].dtype)
-        origin = [(self.rows[r], self.cols[c]) for r, c, _, _ in segments]
-        summed = None
-        for i, (m, step) in enumerate(zip(self.modules, self.steps)):
-            if step is None:
-                x = _apply(m, x)
-            else:
-                x, origin = self._window(m, step, padded[i], x, origin, segments, layout)
-            if i == at:
-                base = self._gather(plain[i + 1], segments, origin, x.shape[2:])
-                one = torch.arange(n, device=x.device)
-                summed = plain[i + 1].flatten(2).sum(2)[image, channel] \
-                    + (x[one, channel] - base[one, channel]).flatten(1).sum(1)
-        full = self._gather(plain[self.end], segments, [(0, 0)] * len(segments), plain[self.end].shape[2:])
-        self._paste(full, x, segments, origin, [(0, 0)] * len(segments))
-        return full, summed
-
-    def _window(self, m, step, padded, x, origin, segments, layout):
-        """One sliding-window module on the copies' windows: crop, paste, convolve or pool."""
-        crop_size, stride = step["crop"], step["stride"]
-        starts = [(step["start"][0][r], step["start"][1][c]) for r, c, _, _ in segments]
-        corners = [(a * stride[0], b * stride[1]) for a, b in starts]            # in padded coordinates
-        crop = self._gather(padded, segments, corners, crop_size, layout)
-        shifted = [(r + step["pad"][0][0], c + step["pad"][1][0]) for r, c in origin]
-        self._paste(crop, x, segments, shifted, corners)
-        if isinstance(m, nn.Conv2d):
-            return F.conv2d(crop, m.weight, m.bias, m.stride, 0, 1, m.groups), starts
-        return F.max_pool2d(crop, m.kernel_size, m.stride, 0), starts
-
-    @staticmethod
-    def _gather(maps: Tensor, segments, corners, size, layout=torch.contiguous_format) -> Tensor:
-        """Per segment, its images' ``maps`` cropped to ``size`` at its corner, stacked."""
-        n = sum(i1 - i0 for _, _, i0, i1 in segments)
-        out = torch.empty(n, maps.shape[1], *size, dtype=maps.dtype, device=maps.device, memory_format=layout)
-        b = 0
-        for (_, _, i0, i1), (top, left) in zip(segments, corners):
-            out[b: b + i1 - i0] = maps[i0:i1, :, top: top + size[0], left: left + size[1]]
-            b += i1 - i0
-        return out
-
-    @staticmethod
-    def _paste(target: Tensor, x: Tensor, segments, origin, corners) -> None:
-        """Write each copy's window ``x`` (at ``origin``) into ``target`` (cropped at ``corners``),
-        where they overlap."""
-        H, W = target.shape[2:]
-        h, w = x.shape[2:]
-        b = 0
-        for (_, _, i0, i1), (top, left), (ct, cl) in zip(segments, origin, corners):
-            top, left = top - ct, left - cl
-            r0, r1, c0, c1 = max(0, top), min(H, top + h), max(0, left), min(W, left + w)
-            if r0 < r1 and c0 < c1:
-                target[b: b + i1 - i0, :, r0:r1, c0:c1] = x[b: b + i1 - i0, :, r0 - top: r1 - top, c0 - left: c1 - left]
-            b += i1 - i0
 
 
 def occlusion_map(model: nn.Module, images: Tensor, target=None, window=8, stride=4, *,
@@ -361,75 +210,122 @@ def occlusion_map(model: nn.Module, images: Tensor, target=None, window=8, strid
     at = layer_index(model, layer) if layer is not None else None
     rows = torch.arange(0, H - window[0] + 1, stride[0])
     cols = torch.arange(0, W - window[1] + 1, stride[1])
-    n, gh, gw = len(images), len(rows), len(cols)
-    per = gh * gw
 
     with placed(model, device), torch.no_grad():
         x = images.to(device)
         fill = fill_value(fill, x.shape[1], device, x.dtype)
-        logits, strongest, summed = [], [], []
-        for chunk in x.split(batch_size):
-            out, kept = _run(modules, chunk, at)
-            logits.append(out)
-            if at is not None:
-                strongest.append(kept.flatten(2).amax(2) if kept.dim() == 4 else kept)
-                summed.append(kept.flatten(2).sum(2) if kept.dim() == 4 else kept)
-        base_prob = torch.cat(logits).softmax(1)
-        base_pred = base_prob.argmax(1)
-        target = base_pred if target is None else per_image(target, n, "target", device)
-        if not ((target >= 0) & (target < base_prob.shape[1])).all():
-            raise ValueError(f"target must be a class index in 0..{base_prob.shape[1] - 1}")
-        base_act = None
-        if at is not None:
-            strongest, summed = torch.cat(strongest), torch.cat(summed)      # [N, channels]
-            # default: the strongest feature map of the unoccluded image
-            channel = per_image(strongest.argmax(1) if channel is None else channel, n, "channel", device)
-            if not ((channel >= 0) & (channel < summed.shape[1])).all():
-                raise ValueError(f"channel must be in 0..{summed.shape[1] - 1} ({layer} has {summed.shape[1]} channels)")
-            base_act = summed[torch.arange(n, device=device), channel]
-        shapes, probe = [x.shape], x[:1]
-        for m in modules:
-            probe = _apply(m, probe)
-            shapes.append(probe.shape)
-        engine = _Local(modules, shapes, rows.tolist(), cols.tolist(), window, enabled=local)
-        end = engine.end
-        # channels-last convolutions and pooling are about twice as fast on a CPU
-        layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        base = _baseline(modules, x, at, batch_size, target, channel, layer)
+        engine = LocalPass(modules, _shapes(modules, x[:1]), rows.tolist(), cols.tolist(), window,
+                           enabled=local)
+        sweep = _Sweep(modules, engine, x, fill, base, at, len(rows) * len(cols), len(cols))
+        prob, pred, act = sweep.run(batch_size, progress)
 
-        prob = torch.empty(n, per, device=device, dtype=x.dtype)
-        pred = torch.empty(n, per, dtype=torch.long, device=device)
-        act = torch.empty(n, per, device=device, dtype=x.dtype) if at is not None else None
-        # the unoccluded maps of `group` images are kept at a time; a batch holds each of
-        # its occluder positions for consecutive images of the group (see _Local)
+    def grid(t):
+        return None if t is None else t.view(len(x), len(rows), len(cols)).cpu()
+
+    return Occlusion(
+        probability=grid(prob), predicted=grid(pred), activation=grid(act), rows=rows, cols=cols,
+        window=window, image_size=(H, W), target=base.target.cpu(),
+        baseline_probability=base.probability.cpu(), baseline_predicted=base.predicted.cpu(),
+        layer=layer, channel=None if base.channel is None else base.channel.cpu(),
+        baseline_activation=None if base.activation is None else base.activation.cpu(),
+    )
+
+
+@dataclass
+class _Baseline:
+    """The unoccluded images: the target's probability, the prediction, and the chosen
+    channel's summed activation."""
+    target: Tensor
+    probability: Tensor
+    predicted: Tensor
+    channel: Tensor | None
+    activation: Tensor | None
+
+
+def _baseline(modules, x, at, batch_size, target, channel, layer) -> _Baseline:
+    """The unoccluded pass; ``target`` and ``channel`` checked, and chosen where None."""
+    n = len(x)
+    logits, strongest, summed = [], [], []
+    for chunk in x.split(batch_size):
+        out, kept = run(modules, chunk, at)
+        logits.append(out)
+        if at is not None:
+            strongest.append(kept.flatten(2).amax(2) if kept.dim() == 4 else kept)
+            summed.append(kept.flatten(2).sum(2) if kept.dim() == 4 else kept)
+    prob = torch.cat(logits).softmax(1)
+    predicted = prob.argmax(1)
+    target = predicted if target is None else per_image(target, n, "target", x.device)
+    if not ((target >= 0) & (target < prob.shape[1])).all():
+        raise ValueError(f"target must be a class index in 0..{prob.shape[1] - 1}")
+    activation = None
+    if at is not None:
+        strongest, summed = torch.cat(strongest), torch.cat(summed)      # [N, channels]
+        # default: the strongest feature map of the unoccluded image
+        channel = per_image(strongest.argmax(1) if channel is None else channel, n, "channel",
+                            x.device)
+        if not ((channel >= 0) & (channel < summed.shape[1])).all():
+            raise ValueError(f"channel must be in 0..{summed.shape[1] - 1} "
+                             f"({layer} has {summed.shape[1]} channels)")
+        activation = summed[torch.arange(n, device=x.device), channel]
+    return _Baseline(target, prob.gather(1, target[:, None])[:, 0], predicted,
+                     channel if at is not None else None, activation)
+
+
+def _shapes(modules, probe: Tensor) -> list[torch.Size]:
+    """The input shape of each module, then the last module's output shape."""
+    shapes = [probe.shape]
+    for m in modules:
+        probe = apply(m, probe)
+        shapes.append(probe.shape)
+    return shapes
+
+
+class _Sweep:
+    """Every occluder position over every image, ``batch_size`` copies per pass.
+
+    The unoccluded maps of ``group`` images are kept at a time; a batch holds each of its
+    occluder positions for consecutive images of the group (the segments of
+    :class:`zfcourse.local_pass.LocalPass`)."""
+
+    def __init__(self, modules, engine: LocalPass, x, fill, base: _Baseline, at, per, gw):
+        self.modules, self.engine, self.x, self.fill = modules, engine, x, fill
+        self.base, self.at, self.per, self.gw = base, at, per, gw
+        # channels-last convolutions and pooling are about twice as fast on a CPU
+        cpu = x.device.type == "cpu"
+        self.layout = torch.channels_last if cpu else torch.contiguous_format
+
+    def run(self, batch_size: int, progress: bool):
+        n, per, x = len(self.x), self.per, self.x
+        self.prob = torch.empty(n, per, device=x.device, dtype=x.dtype)
+        self.pred = torch.empty(n, per, dtype=torch.long, device=x.device)
+        self.act = None if self.at is None else torch.empty(n, per, device=x.device, dtype=x.dtype)
         group = max(1, min(n, batch_size // 16))
         with tqdm(total=n * per, desc="occlusion", disable=not progress) as bar:
             for first in range(0, n, group):
                 g = min(group, n - first)
-                bases = engine.bases(x[first: first + g])
+                bases = self.engine.bases(x[first: first + g])
                 for k0 in range(0, g * per, batch_size):
                     k1 = min(k0 + batch_size, g * per)
-                    segments = [(pos // gw, pos % gw, max(k0 - pos * g, 0), min(k1 - pos * g, g))
-                                for pos in range(k0 // g, (k1 - 1) // g + 1)]
-                    image = torch.cat([torch.arange(i0, i1) for _, _, i0, i1 in segments]).to(device)
-                    pos = torch.cat([torch.full((i1 - i0,), r * gw + c) for r, c, i0, i1 in segments]).to(device)
-                    ch = None if at is None else channel[first + image]
-                    h, windowed = engine.forward(bases, segments, fill, layout, at, image, ch)
-                    out, kept = _run(modules[end:], h.contiguous(memory_format=layout) if h.dim() == 4 else h,
-                                     None if at is None or at < end else at - end)
-                    p = out.softmax(1)
-                    prob[first + image, pos] = p.gather(1, target[first + image, None])[:, 0]
-                    pred[first + image, pos] = p.argmax(1)
-                    if at is not None:
-                        act[first + image, pos] = windowed if windowed is not None else _summed(kept, ch)
+                    self._batch(bases, first, g, k0, k1)
                     bar.update(k1 - k0)
+        return self.prob, self.pred, self.act
 
-    def grid(t):
-        return None if t is None else t.view(n, gh, gw).cpu()
-
-    return Occlusion(
-        probability=grid(prob), predicted=grid(pred), activation=grid(act), rows=rows, cols=cols,
-        window=window, image_size=(H, W), target=target.cpu(),
-        baseline_probability=base_prob.gather(1, target[:, None])[:, 0].cpu(), baseline_predicted=base_pred.cpu(),
-        layer=layer, channel=None if channel is None else channel.cpu(),
-        baseline_activation=None if base_act is None else base_act.cpu(),
-    )
+    def _batch(self, bases, first: int, g: int, k0: int, k1: int) -> None:
+        """Copies ``k0 .. k1`` of the group's (position-major: copy ``k`` is position ``k // g``
+        of image ``first + k % g``)."""
+        gw, at, end, device = self.gw, self.at, self.engine.end, self.x.device
+        segments = [(pos // gw, pos % gw, max(k0 - pos * g, 0), min(k1 - pos * g, g))
+                    for pos in range(k0 // g, (k1 - 1) // g + 1)]
+        image = torch.cat([torch.arange(i0, i1) for _, _, i0, i1 in segments]).to(device)
+        pos = torch.cat([torch.full((i1 - i0,), r * gw + c)
+                         for r, c, i0, i1 in segments]).to(device)
+        ch = None if at is None else self.base.channel[first + image]
+        h, windowed = self.engine.forward(bases, segments, self.fill, self.layout, at, image, ch)
+        h = h.contiguous(memory_format=self.layout) if h.dim() == 4 else h
+        out, kept = run(self.modules[end:], h, None if at is None or at < end else at - end)
+        p = out.softmax(1)
+        self.prob[first + image, pos] = p.gather(1, self.base.target[first + image, None])[:, 0]
+        self.pred[first + image, pos] = p.argmax(1)
+        if at is not None:
+            self.act[first + image, pos] = windowed if windowed is not None else _summed(kept, ch)

@@ -21,9 +21,12 @@ comes out has exactly the modules it went in with.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -162,20 +165,60 @@ def _snapshot(model: nn.Module, net: nn.Module, batchnorm: bool) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+_REQUIRED = {"loss", "train_accuracy", "val_accuracy", "seconds"}
+
+
+@dataclass(repr=False)
+class History:
+    """What :func:`train` records, one entry per epoch: the mean training ``loss``, the
+    ``train_accuracy`` over the epoch's batches, the ``val_accuracy`` (empty without a
+    validation set), the filters ``rescaled`` by renormalisation (empty without it), and
+    ``snapshots``, epoch -> state dict after that epoch (empty unless asked for);
+    ``seconds`` of training in all."""
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    rescaled: list[int] = field(default_factory=list)
+    snapshots: dict[int, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        val = f", val_accuracy={self.val_accuracy[-1]:.3f}" if self.val_accuracy else ""
+        return f"History(epochs={len(self.loss)}{val}, seconds={self.seconds:.0f})"
+
+    def state(self) -> dict:
+        """Plain containers, for a checkpoint loaded with ``weights_only=True``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict, epochs: int) -> History:
+        """The history of a checkpoint after ``epochs`` epochs; a ValueError if it does not
+        hold one entry per epoch. (Checkpoints written before there was a History leave
+        out an empty ``rescaled`` or ``snapshots``.)"""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(state, dict) or not _REQUIRED <= set(state) <= names:
+            raise ValueError(f"a training history has the fields {', '.join(sorted(names))}")
+        history = cls(**state)
+        for name in ("loss", "train_accuracy"):
+            values = getattr(history, name)
+            if len(values) != epochs or not all(math.isfinite(v) for v in values):
+                raise ValueError(f"history.{name} must hold {epochs} finite values, got {values!r}")
+        return history
+
+
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, *, epochs: int = 10,
           lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 128,
           warmup_epochs: float = 0.0, renorm_radius: float | None = None, renorm_layers=None, batchnorm: bool = False,
           seed: int = 0, snapshots=(), on_snapshot: Callable[[int, dict], None] | None = None,
-          checkpoint: str | Path | None = None, device=None, progress: bool = True) -> dict:
-    """Train ``model`` in place; return its history (loss and accuracy per epoch, seconds;
-    with ``renorm_radius``, also how many filters were rescaled per epoch).
+          checkpoint: str | Path | None = None, device=None, progress: bool = True) -> History:
+    """Train ``model`` in place; return its :class:`History`.
     ``renorm_radius`` renormalises filters after every step (see
     :func:`renormalize_filters`), in all conv layers or in ``renorm_layers``.
 
     Deterministic under ``seed`` on a given device: the initial weights are the
     caller's, the batch order and dropout masks come from seeded generators.
-    ``snapshots`` (epoch numbers, 1-based) adds ``history["snapshots"]``, a dict
-    epoch -> state dict of ``model`` after that epoch (batch normalisation folded);
+    ``snapshots`` (epoch numbers, 1-based) fills ``history.snapshots`` with the state
+    dict of ``model`` after each of those epochs (batch normalisation folded);
     ``on_snapshot(epoch, state_dict)`` is called with each as it is taken.
     ``checkpoint`` (a path) saves the whole training state after every epoch and,
     if the file exists, first resumes from it: the result is the same as without
@@ -191,87 +234,116 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     snapshots = sorted({int(e) for e in snapshots})
     if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= epochs:
         raise ValueError(f"snapshot epochs must lie in 1..{epochs} (epochs={epochs}), got {snapshots}")
-    with seeded(seed):  # dropout draws from the global generator: seeded, and the caller's put back
-        return _train(model, train_set, val_set, epochs=epochs, lr=lr, momentum=momentum,
-                      weight_decay=weight_decay, batch_size=batch_size, warmup_epochs=warmup_epochs,
-                      renorm_radius=renorm_radius, renorm_layers=renorm_layers, capped=capped,
-                      batchnorm=batchnorm, seed=seed, snapshots=snapshots, on_snapshot=on_snapshot,
-                      checkpoint=checkpoint, device=device, progress=progress)
-
-
-def _train(model, train_set, val_set, *, epochs, lr, momentum, weight_decay, batch_size, warmup_epochs,
-           renorm_radius, renorm_layers, capped, batchnorm, seed, snapshots, on_snapshot, checkpoint, device,
-           progress) -> dict:
-    net = with_batchnorm(model) if batchnorm else model
-    net.train()
-    order = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(train_set) / batch_size)
-    warm = warmup_epochs * math.ceil(len(train_set) / batch_size)
-
-    def schedule(step):  # linear warm-up (no normalisation layers to tame early steps), then cosine
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(steps - warm, 1)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    loss_fn = nn.CrossEntropyLoss()
-    history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "seconds": 0.0}
-    if renorm_radius is not None:
-        history["rescaled"] = []  # filter rescalings per epoch
-    if snapshots:
-        history["snapshots"] = {}
+    # the checkpoint's recipe: a resumed run must have been made with the same one
     recipe = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
                   warmup_epochs=warmup_epochs, renorm_radius=renorm_radius, batchnorm=batchnorm, seed=seed,
                   **({} if renorm_layers is None else {"renorm_layers": list(renorm_layers)}),
                   snapshots=snapshots, n_train=len(train_set))
-    done = 0
-    state = load_checkpoint(checkpoint, recipe) if checkpoint is not None else None
-    if state is not None:
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], order)
-        done, history = state["epoch"], state["history"]
-    start = time.perf_counter() - history["seconds"]
-    bar = tqdm(total=steps, initial=done * (steps // max(epochs, 1)), desc="training", disable=not progress, leave=False)
-    for epoch in range(done + 1, epochs + 1):
+    with seeded(seed):  # dropout draws from the global generator: seeded, and the caller's put back
+        return _Run(model, recipe, capped, device).fit(train_set, val_set, on_snapshot, checkpoint, progress)
+
+
+class _Run:
+    """One training run: the network (with batch normalisation, if asked), its optimiser,
+    learning-rate schedule and batch-order generator, and its history."""
+
+    def __init__(self, model: nn.Module, recipe: dict, capped: list[nn.Conv2d], device):
+        self.model, self.recipe, self.capped, self.device = model, recipe, capped, device
+        per_epoch = math.ceil(recipe["n_train"] / recipe["batch_size"])
+        self.steps, self.warm = recipe["epochs"] * per_epoch, recipe["warmup_epochs"] * per_epoch
+        self._start()
+
+    def _start(self) -> None:
+        """The state before the first epoch."""
+        recipe = self.recipe
+        self.net = with_batchnorm(self.model) if recipe["batchnorm"] else self.model
+        self.order = torch.Generator().manual_seed(recipe["seed"])
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=recipe["lr"], momentum=recipe["momentum"],
+                                   weight_decay=recipe["weight_decay"])
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._schedule)
+        self.history, self.done = History(), 0
+
+    def _schedule(self, step: int) -> float:
+        """A linear warm-up (no normalisation layers to tame early steps), then a cosine."""
+        if step < self.warm:
+            return (step + 1) / self.warm
+        return 0.5 * (1 + math.cos(math.pi * (step - self.warm) / max(self.steps - self.warm, 1)))
+
+    def fit(self, train_set, val_set, on_snapshot, checkpoint, progress) -> History:
+        if checkpoint is not None:
+            self._resume(checkpoint)
+        epochs, history = self.recipe["epochs"], self.history
+        start = time.perf_counter() - history.seconds
+        bar = tqdm(total=self.steps, initial=self.done * (self.steps // max(epochs, 1)), desc="training",
+                   disable=not progress, leave=False)
+        self.net.train()
+        for epoch in range(self.done + 1, epochs + 1):
+            self._epoch(train_set, bar)
+            if val_set is not None:
+                history.val_accuracy.append(evaluate(self.net, val_set, device=self.device))
+                self.net.train()
+                bar.set_postfix(val_acc=f"{history.val_accuracy[-1]:.3f}")
+            if epoch in self.recipe["snapshots"]:
+                history.snapshots[epoch] = _snapshot(self.model, self.net, self.recipe["batchnorm"])
+                if on_snapshot is not None:
+                    on_snapshot(epoch, history.snapshots[epoch])
+            history.seconds = time.perf_counter() - start
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, recipe=self.recipe, epoch=epoch, net=self.net, optimizer=self.opt,
+                                scheduler=self.sched, generator=self.order, history=history.state())
+        bar.close()
+        if self.recipe["batchnorm"]:
+            fold_batchnorm(self.net.eval())
+        history.seconds = time.perf_counter() - start
+        self.model.eval()
+        return history
+
+    def _epoch(self, train_set, bar) -> None:
+        """One pass over the training set; its loss, accuracy and rescalings recorded."""
+        loss_fn, radius = nn.CrossEntropyLoss(), self.recipe["renorm_radius"]
         total_loss = correct = seen = rescaled = 0
-        for x, y in _batches(train_set, batch_size, True, order):
-            x, y = x.to(device), y.to(device)
-            out = net(x)
+        for x, y in _batches(train_set, self.recipe["batch_size"], True, self.order):
+            x, y = x.to(self.device), y.to(self.device)
+            out = self.net(x)
             loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
-            if renorm_radius is not None:
-                rescaled += _cap(capped, renorm_radius)
+            self.opt.step()
+            self.sched.step()
+            if radius is not None:
+                rescaled += _cap(self.capped, radius)
             total_loss += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
             bar.update()
-        history["loss"].append(total_loss / seen)
-        history["train_accuracy"].append(correct / seen)
-        if renorm_radius is not None:
-            history["rescaled"].append(rescaled)
-        if val_set is not None:
-            history["val_accuracy"].append(evaluate(net, val_set, device=device))
-            bar.set_postfix(val_acc=f"{history['val_accuracy'][-1]:.3f}")
-        if epoch in snapshots:
-            history["snapshots"][epoch] = _snapshot(model, net, batchnorm)
-            if on_snapshot is not None:
-                on_snapshot(epoch, history["snapshots"][epoch])
-        history["seconds"] = time.perf_counter() - start
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, recipe=recipe, epoch=epoch, net=net, optimizer=opt, scheduler=sched,
-                            generator=order, history=history)
-    bar.close()
-    if batchnorm:
-        fold_batchnorm(net.eval())
-    history["seconds"] = time.perf_counter() - start
-    model.eval()
-    return history
+        self.history.loss.append(total_loss / seen)
+        self.history.train_accuracy.append(correct / seen)
+        if radius is not None:
+            self.history.rescaled.append(rescaled)
+
+    def _resume(self, checkpoint) -> None:
+        """Continue from the checkpoint's state, if there is a readable one; a checkpoint whose
+        contents are not a valid state (no weights, a history without its fields, non-finite
+        weights) is trained anew, with a warning, from the caller's initial weights."""
+        state = load_checkpoint(checkpoint, self.recipe)
+        if state is None:
+            return
+        initial = copy.deepcopy(self.net.state_dict())
+        try:
+            history = History.from_state(state["history"], state["epoch"])
+            if not all(torch.isfinite(v).all() for v in state["net"].values() if v.is_floating_point()):
+                raise ValueError("the weights are not all finite")
+            self.net.load_state_dict(state["net"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"], self.order)
+        except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+            warnings.warn(f"checkpoint {checkpoint} does not hold a valid training state "
+                          f"({type(e).__name__}: {e}); training from the start", stacklevel=5)
+            self.net.load_state_dict(initial)
+            self._start()
+            return
+        self.done, self.history = state["epoch"], history
 
 
 def _fingerprint(dataset: Dataset | None) -> str | None:
@@ -288,7 +360,7 @@ def _fingerprint(dataset: Dataset | None) -> str | None:
 
 def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_set: Dataset | None = None, *,
                  path: str | Path | None = None, seed: int = 0, on_snapshot: Callable[[int, dict], None] | None = None,
-                 device=None, progress: bool = True, **recipe) -> tuple[nn.Module, dict]:
+                 device=None, progress: bool = True, **recipe) -> tuple[nn.Module, History]:
     """A model trained by :func:`train`, resumed or loaded from a checkpoint file.
 
     ``make_model()`` is called with the global generator seeded with ``seed`` (and the
@@ -298,7 +370,7 @@ def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_se
     epoch the state is saved atomically; calling again after an interruption
     continues from the last completed epoch, after completion it only loads.
     ``recipe`` holds :func:`train`'s keyword arguments (``epochs``, ``lr``,
-    ``snapshots``, ...); all snapshots, old and new, are in ``history["snapshots"]``,
+    ``snapshots``, ...); all snapshots, old and new, are in ``history.snapshots``,
     while ``on_snapshot`` sees only those taken in this call.
     Returns ``(model, history)``, the model in eval mode on ``device``.
     """

@@ -30,8 +30,9 @@ from .data import synthetic
 from .data.normalization import Normalization
 from .infra.cache import cache_dir, key, state_hash
 from .infra.paths import data_dir, imagenette_folder, imagenette_size
+from .infra import current
 from .infra.device import default_device, seeded
-from .train import train_cached
+from .train import History, train_cached
 
 WORLDS = ("imagenet", "synthetic", "auto")
 
@@ -56,7 +57,7 @@ class World:
     heldout: Dataset | None = None  # synthetic: images of classes the model never saw
     # What each experiment takes from the world, so that only this module knows which it is:
     mini_data: Callable[[], tuple[Dataset, Dataset]] | None = None  # 64 px (train, val), chapter 5
-    mini_trainer: Callable[..., tuple[nn.Module, dict]] | None = None  # (arch, progress) -> (model, history)
+    mini_trainer: Callable[..., tuple[nn.Module, History]] | None = None  # (arch, progress) -> (model, history)
     task: Callable[[int], "transfer.Task"] | None = None  # seed -> the transfer task, chapter 6
     decoder_source: str = "train"  # the images chapter 2's learned decoder trains on: "train" or "val"
 
@@ -126,7 +127,7 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
 
     Returns ``(model, meta)`` with ``meta`` holding the validation accuracy, the
     training time and the training history, including the weights after the epochs
-    in :data:`SNAPSHOTS` (``meta["history"]["snapshots"]``, chapter 5). The cache
+    in :data:`SNAPSHOTS` (``meta["history"].snapshots``, chapter 5). The cache
     file is a resumable :func:`zfcourse.train.train_cached` checkpoint keyed by the
     architecture, the initial weights, the data and the training recipe, so changing
     any of them trains afresh, and an interrupted run continues where it stopped.
@@ -144,7 +145,7 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
     model, hist = train_cached(make, synthetic_data("train"), synthetic_data("val"), seed=SYNTHETIC["seed"],
                                path=cache_dir() / "models" / f"mini_{arch}-{k}.pt", progress=progress,
                                **recipe)
-    meta = {"val_accuracy": hist["val_accuracy"][-1], "train_seconds": hist["seconds"], "history": hist}
+    meta = {"val_accuracy": hist.val_accuracy[-1], "train_seconds": hist.seconds, "history": hist}
     return model, meta
 
 
@@ -171,7 +172,7 @@ def synthetic_world(reason: str) -> World:
     )
 
 
-def _synthetic_mini(arch: str, progress: bool = True) -> tuple[nn.Module, dict]:
+def _synthetic_mini(arch: str, progress: bool = True) -> tuple[nn.Module, History]:
     model, meta = synthetic_model(arch, progress=progress)
     return model.to(default_device()).eval(), meta["history"]
 
@@ -183,38 +184,18 @@ def heldout_task(data: synthetic.SyntheticImages, seed: int = 0) -> "transfer.Ta
                          list(data.classes), train, test)
 
 
-def atlas_networks(world) -> list[atlas.Network]:
-    """The networks the atlas shows in ``world``: the world's own network first, then the
-    mini AlexNet and mini ZFNet of chapter 5 not already shown (in the imagenet world
-    they are trained on Imagenette at 64 px, and cached, by chapter 5)."""
-    from . import minis
-
+def own_network(world) -> atlas.Network:
+    """The world's own network as the atlas shows it (chapter 5's minis are added by
+    :func:`zfcourse.minis.atlas_networks`)."""
     if world.name == "synthetic":
         val_key = key(data=SYNTHETIC, generator=synthetic.VERSION, split="val")
-        own = atlas.Network("mini-alexnet", "mini AlexNet", world.model, world.val, world.classes,
-                            world.denormalize, world.name,
-                            f"synthetic validation set, {len(world.val):,} images", val_key)
-    else:
-        own = atlas.Network("alexnet", "AlexNet (torchvision, ImageNet weights)", world.model, world.val,
-                            world.classes, world.denormalize, world.name,
-                            f"Imagenette validation set, {len(world.val):,} images at {world.image_size} px")
-    nets = [own]
-    for arch in minis.ARCHS:
-        name = f"mini-{arch}"
-        if name == own.name:
-            continue
-        model, _ = minis.trained(world, arch, progress=False)
-        mini = minis.as_world(world, model)
-        shared = mini.val is world.val      # the synthetic minis see the world's own images
-        dataset = own.dataset if shared else \
-            f"Imagenette validation set, {len(mini.val):,} images at {mini.image_size} px"
-        nets.append(atlas.Network(name, f"mini {'ZFNet' if arch == 'zfnet' else 'AlexNet'}", model, mini.val,
-                                  mini.classes, mini.denormalize, world.name, dataset,
-                                  own.dataset_key if shared else None))
-    return nets
+        return atlas.Network("mini-alexnet", "mini AlexNet", world.model, world.val, world.classes,
+                             world.denormalize, world.name,
+                             f"synthetic validation set, {len(world.val):,} images", val_key)
+    return atlas.Network("alexnet", "AlexNet (torchvision, ImageNet weights)", world.model, world.val,
+                         world.classes, world.denormalize, world.name,
+                         f"Imagenette validation set, {len(world.val):,} images at {world.image_size} px")
 
-
-# --------------------------------------------------------------------------- imagenet
 
 def _imagenet_files() -> dict[str, Path]:
     from torchvision.models import AlexNet_Weights
@@ -311,3 +292,6 @@ def caltech_task(preprocess, seed: int = 0) -> "transfer.Task":
     data = caltech101(transform=preprocess)
     train, test = transfer.split_per_class(data.labels, **transfer.CALTECH_SPLIT, seed=seed)
     return transfer.Task("Caltech-101", data, data.labels, data.classes, train, test)
+
+
+current.provide(lambda: world())   # looked up at each call: the world in use now

@@ -148,14 +148,22 @@ def test_the_dataset_checks_headers_up_front_and_data_when_read(tmp_path):
     good, whole = bad_files(tmp_path)
     with pytest.raises(ImageReadError, match="empty.jpg"):      # the first bad file, in sorted order
         ImageFolderDataset(tmp_path, world=stand_in(8))
-    with pytest.warns(UserWarning) as caught:
-        dataset = ImageFolderDataset(tmp_path, world=stand_in(8), skip_bad=True)
-    assert len(caught) == 3                                    # empty, text and noise: no header
-    assert [p.name for p in dataset.paths] == ["good.png", "truncated.jpg", "whole.jpg"]
+    # without skip_bad only headers are checked: a truncated JPEG raises when it is read
+    dataset = ImageFolderDataset([good, tmp_path / "truncated.jpg", whole], world=stand_in(8))
     image, index = dataset[2]
     assert image.shape == (3, 8, 8) and index == 2 and repr(dataset) == "ImageFolderDataset(3 pictures, 8x8)"
     with pytest.raises(ImageReadError, match="truncated.jpg.*truncated"):
         dataset[1]
+
+
+def test_skip_bad_leaves_out_truncated_files_so_that_a_search_reads_every_item(tmp_path):
+    good, whole = bad_files(tmp_path)
+    with pytest.warns(UserWarning) as caught:
+        dataset = ImageFolderDataset(tmp_path, world=stand_in(8), skip_bad=True)
+    assert sorted(str(w.message).split("'")[1].rsplit("/", 1)[1] for w in caught) == \
+        ["empty.jpg", "noise.png", "notes.jpg", "truncated.jpg"]
+    assert [p.name for p in dataset.paths] == ["good.png", "whole.jpg"]
+    assert all(dataset[i][0].shape == (3, 8, 8) for i in range(len(dataset)))
 
 
 def test_size_other_than_the_worlds_keeps_normalisation_not_geometry(tmp_path):
@@ -174,6 +182,14 @@ def test_size_other_than_the_worlds_keeps_normalisation_not_geometry(tmp_path):
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="size must be"):
             load_images(path, size=bad, world=world, progress=False)
+
+
+def test_the_world_is_checked(tmp_path):
+    path = save(Image.new("RGB", (5, 5), (255, 255, 255)), tmp_path / "white.png", format="PNG")
+    with pytest.raises(TypeError, match="world must be a World"):
+        load_images(path, world="synthetic", progress=False)
+    with pytest.raises(TypeError, match="world must be a World"):
+        ImageFolderDataset(path, "synthetic")
 
 
 def test_default_world_is_zfcourse_world(tmp_path, monkeypatch):

@@ -63,6 +63,8 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from ..infra import current
+
 __all__ = ["IMAGE_SUFFIXES", "GREY", "ImageReadError", "image_files", "read_image", "load_images",
            "ImageFolderDataset", "labels"]
 
@@ -158,11 +160,14 @@ def _transform(world, size: int | None) -> tuple[Callable[[Image.Image], torch.T
     return geometry_then_normalize, size
 
 
-def _resolve(world):
-    if world is None:
-        from .. import worlds
-        world = worlds.world()
-    return world
+def _readable(path: Path, decode: bool) -> None:
+    """Raise unless ``path``'s header is a picture's and, with ``decode``, its data decodes
+    too (JPEGs at an eighth of their size: a truncated file is found at a fraction of the
+    cost of a full decode)."""
+    with Image.open(path) as image:
+        if decode:
+            image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
 
 
 class ImageFolderDataset(Dataset):
@@ -175,23 +180,31 @@ class ImageFolderDataset(Dataset):
     memory up front. Works wherever the package takes a dataset, e.g.
     ``topk.top_activations(world.model, ImageFolderDataset(folder), "conv5")``.
 
+    ``world``: whose preprocessing to apply (anything with ``.preprocess``,
+    ``.image_size`` and ``.normalize``); default ``zfcourse.world()``.
+
     On construction each file's header is checked (a few bytes per file): files that
-    are no picture at all (empty, text, unknown format) raise :class:`ImageReadError`,
-    or with ``skip_bad=True`` are left out with a warning. A file whose header is
-    fine but whose data is broken (e.g. a truncated JPEG) raises, naming it, when its
-    item is read.
+    are no picture at all (empty, text, unknown format) raise :class:`ImageReadError`.
+    With ``skip_bad=True`` every file is also decoded once, at a reduced size, and any
+    that cannot be (a truncated JPEG) is left out with a warning naming it, so that a
+    search over the dataset never stops half-way; without it, such a file raises,
+    naming it, when its item is read.
     """
 
     def __init__(self, path_or_paths, world=None, size: int | None = None, recursive: bool = False,
                  skip_bad: bool = False, background: tuple[int, int, int] = GREY):
-        world = _resolve(world)
+        world = current.world() if world is None else world
+        for needed in ("preprocess", "image_size", "normalize"):
+            if not hasattr(world, needed):
+                raise TypeError(f"world must be a World (anything with .preprocess, .image_size and "
+                                f".normalize, e.g. zfcourse.world()), got {type(world).__name__}")
         self.transform, self.size = _transform(world, size)
         self.background = background
         self.paths = []
         for path in image_files(path_or_paths, recursive):
             try:
-                with Image.open(path):
-                    self.paths.append(path)
+                _readable(path, decode=skip_bad)
+                self.paths.append(path)
             except _PIL_ERRORS as e:
                 error = ImageReadError(f"cannot read {str(path)!r} as a picture: {type(e).__name__}: {e}")
                 if not skip_bad:
@@ -226,11 +239,13 @@ def load_images(path_or_paths, size: int | None = None, world=None, skip_bad: bo
     rows of the batch come from. For more pictures than fit in memory at once use
     :class:`ImageFolderDataset`, which reads them as they are needed.
     """
-    with warnings.catch_warnings(record=True) as skipped:
-        warnings.simplefilter("always")
-        dataset = ImageFolderDataset(path_or_paths, world, size, recursive, skip_bad, background)
-    for warning in skipped:                   # re-issued here so that they point at the caller's line
-        warnings.warn(warning.message, stacklevel=2)
+    try:
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            dataset = ImageFolderDataset(path_or_paths, world, size, recursive, skip_bad, background)
+    finally:
+        for warning in skipped:               # re-issued here so that they point at the caller's line
+            warnings.warn(warning.message, stacklevel=2)
     images, paths = [], []
     for i in tqdm(range(len(dataset)), desc="pictures", disable=not progress):
         try:

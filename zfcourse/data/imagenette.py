@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..infra.cache import cache_dir, cached, key
+from ..infra.paths import data_dir, imagenette_folder, imagenette_size
 from .files import read_image
 from .normalization import IMAGENET, Normalization
 
@@ -83,8 +84,6 @@ def imagenette(split: str = "train", size: int = 64, download: bool = True, prog
     Imagenette's own, 0-9; ``classes`` names them.
     """
     from torchvision.datasets import Imagenette
-
-    from ..infra.paths import data_dir, imagenette_folder, imagenette_size
 
     if split not in ("train", "val"):
         raise ValueError(f"unknown Imagenette split {split!r}; valid: train, val")

@@ -136,23 +136,37 @@ def render(indices, split: str = "train", seed: int = 0, size: int = IMAGE_SIZE,
 def _render(indices: np.ndarray, split: str, seed: int, size: int):
     """Channel-last float32 compositing of one chunk; returns uint8 images and masks."""
     pairs = HELDOUT_PAIRS if split == "heldout" else TRAIN_PAIRS
-    n = len(indices)
-    labels = indices % len(pairs)
     p = _params(seed, split, indices)
     s = np.float32(size / IMAGE_SIZE)  # parameters are in 64-px units
+    img = _background(p, size)
+    _clutter(img, p, s)
+    mask = _object(img, p, indices % len(pairs), pairs, s)
+    # Sensor noise from a fixed bank of tiles, picked per image: as deterministic as
+    # per-image noise and an order of magnitude cheaper to draw.
+    bank = _noise_bank(size)
+    img += 0.03 * bank[(p[:, _P["noise_seed"]] * len(bank)).astype(int)]
+    images = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    masks = np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8)
+    return images, masks
 
-    # Background: a smooth colour field (4x4 grid per channel, upsampled), muted.
-    grid = torch.from_numpy(p[:, _P["bg"]].reshape(n, 3, 4, 4))
+
+def _background(p: np.ndarray, size: int) -> np.ndarray:
+    """A smooth colour field (4x4 grid per channel, upsampled), muted: ``[N, size, size, 3]``."""
+    grid = torch.from_numpy(p[:, _P["bg"]].reshape(len(p), 3, 4, 4))
     img = F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
-    img = (0.15 + 0.6 * img).permute(0, 2, 3, 1).contiguous().numpy()
+    return (0.15 + 0.6 * img).permute(0, 2, 3, 1).contiguous().numpy()
 
-    # Clutter: short strokes in random colours, behind the object. Each is drawn
-    # in its own small window rather than over the whole image.
+
+def _clutter(img: np.ndarray, p: np.ndarray, s: np.float32) -> None:
+    """Short strokes in random colours, drawn into ``img`` (behind the object). Each is drawn
+    in its own small window rather than over the whole image."""
+    n, size = len(img), img.shape[1]
     c = p[:, _P["clutter"]].reshape(n, _N_CLUTTER, 7)
     win = int(np.ceil(20 * s)) | 1
     local = np.arange(win, dtype=np.float32) - win // 2
     rows = np.arange(n)[:, None, None]
-    colour = _hsv_to_rgb(c[..., 5].ravel(), np.full(n * _N_CLUTTER, 0.7, np.float32), 0.3 + 0.7 * c[..., 6].ravel())
+    colour = _hsv_to_rgb(c[..., 5].ravel(), np.full(n * _N_CLUTTER, 0.7, np.float32),
+                         0.3 + 0.7 * c[..., 6].ravel())
     colour = colour.reshape(n, _N_CLUTTER, 3).astype(np.float32)
     for k in range(_N_CLUTTER):
         top, left = (c[:, k, :2] * (size - win + 1)).astype(int).T
@@ -167,12 +181,17 @@ def _render(indices: np.ndarray, split: str, seed: int, size: int):
         patch = img[rows, ys, xs]
         img[rows, ys, xs] = patch + (colour[:, None, None, k] - patch) * alpha
 
-    # The object: a shape's soft mask filled with a two-tone texture.
+
+def _object(img: np.ndarray, p: np.ndarray, labels: np.ndarray, pairs, s: np.float32) -> np.ndarray:
+    """The object, composited into ``img``: its shape's soft mask filled with a two-tone
+    texture, in the colours of its parameters. Returns the mask ``[N, size, size]``."""
+    n, size = len(img), img.shape[1]
     radius = (12 + 10 * p[:, _P["radius"]]) * s
     margin = radius + 2 * s
     cx = margin + p[:, _P["cx"]] * (size - 2 * margin)
     cy = margin + p[:, _P["cy"]] * (size - 2 * margin)
-    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5, np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
+    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32) + 0.5,
+                         np.arange(size, dtype=np.float32) + 0.5, indexing="ij")
     mask = np.empty((n, size, size), np.float32)
     pattern = np.empty((n, size, size), np.float32)
     for label, (shape, texture) in enumerate(pairs):
@@ -191,21 +210,15 @@ def _render(indices: np.ndarray, split: str, seed: int, size: int):
         pattern[sel] = _texture(texture, ox * np.cos(t) + oy * np.sin(t), oy * np.cos(t) - ox * np.sin(t),
                                 period, (q[:, _P["phase"]] * 2 * np.pi)[:, None, None],
                                 (q[:, _P["phase2"]] * 2 * np.pi)[:, None, None])
-    light = _hsv_to_rgb(p[:, _P["hue"]], 0.6 + 0.4 * p[:, _P["sat"]], 0.75 + 0.25 * p[:, _P["val"]]).astype(np.float32)
+    light = _hsv_to_rgb(p[:, _P["hue"]], 0.6 + 0.4 * p[:, _P["sat"]],
+                        0.75 + 0.25 * p[:, _P["val"]]).astype(np.float32)
     dark = 0.2 * light
     fill = (light - dark)[:, None, None] * pattern[..., None]
     fill += dark[:, None, None]
     fill -= img
     fill *= mask[..., None]
     img += fill
-
-    # Sensor noise from a fixed bank of tiles, picked per image: as deterministic as
-    # per-image noise and an order of magnitude cheaper to draw.
-    bank = _noise_bank(size)
-    img += 0.03 * bank[(p[:, _P["noise_seed"]] * len(bank)).astype(int)]
-    images = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    masks = np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8)
-    return images, masks
+    return mask
 
 
 class SyntheticImages(Dataset):

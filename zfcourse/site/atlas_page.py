@@ -2,7 +2,7 @@
 (listed in ``_config.yml``, ``sphinx: extra_extensions``), so that ``jupyter-book build .``
 makes the atlas of the world the book is built in (:func:`zfcourse.world`) with no other
 step. After every HTML build, also one in which Jupyter Book's execution cache skipped
-every chapter, it writes for each network of :func:`zfcourse.worlds.atlas_networks`::
+every chapter, it writes for each network of :func:`zfcourse.minis.atlas_networks`::
 
     <site>/atlas/index.json                  {"world": ..., "networks": [{"name", "title",
                                                "manifest": "<name>/manifest.json", ...}]}
@@ -32,13 +32,13 @@ def _build_atlas(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
     import zfcourse
-    from zfcourse import atlas, worlds
+    from zfcourse import atlas, minis, worlds
 
     world = zfcourse.world()
     root = Path(app.outdir) / "atlas"
     entries = []
     workers = min(4, os.cpu_count() or 1) if world.name == "imagenet" else 0
-    for net in worlds.atlas_networks(world):
+    for net in minis.atlas_networks(world):
         log.info(f"atlas: {net.title} over {len(net.images):,} images ({world.name} world)")
         built = atlas.cached_build(net, workers=workers)
         atlas.write(built, root / net.name)
