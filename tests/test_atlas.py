@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import zfcourse
-from zfcourse import atlas, minis, receptive, worlds
+from zfcourse import atlas, minis, receptive
 from zfcourse.infra import sprites
 from zfcourse.site import atlas_page
 from zfcourse.framing import signed_scale

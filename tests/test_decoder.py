@@ -69,11 +69,18 @@ def test_fit_is_deterministic_under_its_seed(model, images):
     assert not torch.equal(a.state_dict()["net.1.weight"], c.state_dict()["net.1.weight"])
 
 
+def test_fit_takes_any_size_the_network_computes(model, images):
+    small = images[..., :32, :32]
+    d, _ = fit(model, small, "pool1", **TINY)
+    with torch.no_grad():
+        assert d(models.activations(model, small, "pool1")["pool1"]).shape == small.shape
+
+
 def test_fit_rejects_bad_arguments(model, images):
     with pytest.raises(ValueError, match="steps"):
         fit(model, images, "pool1", steps=0)
-    with pytest.raises(ValueError, match="64x64"):
-        fit(model, images[..., :32, :32], "pool1", **TINY)
+    with pytest.raises(ValueError, match="floating point"):
+        fit(model, images.to(torch.uint8), "pool1", **TINY)
     with pytest.raises(ValueError, match="square feature maps"):
         fit(model, images, "fc6", **TINY)
 

@@ -277,11 +277,13 @@ def test_bad_input_is_named(minis, x64, f):
         f(model, x64, "conv1", 1.0)
     with pytest.raises(ValueError, match=r"position must be None, \(h, w\) or a LongTensor shaped \[3, 2\]"):
         f(model, x64, "conv1", 0, torch.zeros(3, 1, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"takes 64x64 images"):
-        f(model, torch.randn(1, 3, 32, 32), "conv1", 0)
+    with pytest.raises(ValueError, match=r"16x16 images are too small for conv5.*smallest it takes is 31x31"):
+        f(models.alexnet(), torch.randn(1, 3, 16, 16), "conv5", 0)
     with pytest.raises(ValueError, match="expected 3 colour channels"):
         f(model, torch.randn(1, 1, 64, 64), "conv1", 0)
-    with pytest.raises(ValueError, match=r"expected a batch of images shaped \[N, 3, 64, 64\]"):
+    with pytest.raises(ValueError, match="at least one image"):
+        f(model, x64[:0], "conv1", 0)
+    with pytest.raises(ValueError, match=r"expected a batch of images shaped \[N, 3, H, W\]"):
         f(model, torch.randn(3, 64, 64), "conv1", 0)
 
 

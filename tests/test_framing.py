@@ -4,17 +4,17 @@ import pytest
 import torch
 
 from zfcourse import framing, receptive
-from zfcourse.models import mini_alexnet, mini_zfnet
+from zfcourse.models import map_size, mini_alexnet, mini_zfnet
 
 
 @pytest.mark.parametrize("make,layer,H,W", [(mini_alexnet, "conv1", 64, 64), (mini_alexnet, "conv2", 64, 40),
-                                            (mini_zfnet, "conv3", 64, 64), (mini_alexnet, "pool5", 48, 64)])
+                                            (mini_zfnet, "conv3", 64, 64), (mini_zfnet, "conv4", 48, 64)])
 def test_image_frames_equal_frames_of_the_crops(make, layer, H, W):
     model = make(10)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(6, 3, H, W, generator=g)
     size, stride, padding = receptive.receptive_field(model, layer)
-    reach = [(n + padding - 1) // stride + 1 for n in (H, W)]       # positions whose box meets the image
+    reach = map_size(model, layer, (H, W))                        # the units of the layer
     positions = torch.stack([torch.randint(reach[0], (6,), generator=g), torch.randint(reach[1], (6,), generator=g)], -1)
     positions[0] = 0
     positions[1] = torch.tensor(reach) - 1

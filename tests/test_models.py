@@ -74,14 +74,67 @@ def test_unknown_layer_lists_valid_names():
         models.get_layer(models.mini_alexnet(10), "conv6")
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((2, 1, 64, 64), "3 colour channels"),
-    ((2, 3, 32, 32), "64x64"),
-    ((3, 64, 64), r"\[N, 3, 64, 64\]"),
+@pytest.mark.parametrize("images, message", [
+    (torch.zeros(2, 1, 64, 64), "3 colour channels"),
+    (torch.zeros(3, 64, 64), r"\[N, 3, H, W\]"),
+    (torch.zeros(2, 3, 64, 64, dtype=torch.uint8), "floating point"),
+    (torch.full((1, 3, 64, 64), float("nan")), "NaN or infinite"),
+    ([[0.0]], r"\[N, 3, H, W\], got list"),
 ])
-def test_bad_images_are_named(shape, message):
+def test_bad_images_are_named(images, message):
     with pytest.raises(ValueError, match=message):
-        models.activations(models.mini_alexnet(10), torch.zeros(shape), "conv1")
+        models.activations(models.mini_alexnet(10), images, "conv1")
+
+
+def test_no_layers_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="at least one layer; valid: conv1, pool1"):
+        models.activations(models.mini_alexnet(10), torch.zeros(1, 3, 64, 64), [])
+
+
+@pytest.mark.parametrize("make, smallest", [(models.alexnet, 63), (models.zfnet, 47),
+                                            (lambda: models.mini_alexnet(10), 1)])
+def test_any_size_the_network_can_compute_is_taken_and_smaller_ones_name_the_smallest(make, smallest):
+    model = make().eval()
+    # the reference: whether PyTorch itself can run the model, size by size
+    for size in range(max(1, smallest - 2), smallest + 3):
+        x = torch.zeros(1, 3, size, size)
+        try:
+            with torch.no_grad():
+                model(x)
+            runs = True
+        except RuntimeError:
+            runs = False
+        assert runs == (size >= smallest), size
+        if runs:
+            assert models.activations(model, x, "fc8")["fc8"].shape == (1, model(x).shape[1])
+        else:
+            with pytest.raises(ValueError, match=f"{size}x{size} images are too small.*"
+                                                 f"smallest it takes is {smallest}x{smallest}"):
+                models.activations(model, x, "fc8")
+
+
+def test_a_shallow_layer_needs_less_than_the_whole_network():
+    model = models.alexnet()
+    assert models.activations(model, torch.zeros(1, 3, 11, 11), "conv1")["conv1"].shape == (1, 64, 2, 2)
+    with pytest.raises(ValueError, match="too small for conv2"):
+        models.activations(model, torch.zeros(1, 3, 11, 11), "conv2")
+    with pytest.raises(ValueError, match="too small for this model"):
+        models.check_images(model, torch.zeros(1, 3, 40, 90))
+
+
+def test_recorded_layers_do_not_depend_on_the_mode_or_on_the_other_layers_asked_for():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.MaxPool2d(2),
+                                torch.nn.ReLU(inplace=True), torch.nn.Dropout(0.5),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 2)).train()
+    x = torch.randn(2, 3, 8, 8)
+    alone = models.activations(model, x, "pool1")["pool1"]
+    both = models.activations(model, x, ["pool1", "fc2"])
+    assert (alone < 0).any()                            # before the ReLU: negative values kept
+    assert torch.equal(both["pool1"], alone)
+    again = models.activations(model, x, "fc2")["fc2"]
+    assert torch.equal(again, both["fc2"])              # dropout off: the same twice
+    assert model.training                               # and the mode put back
 
 
 def test_pretrained_alexnet_needs_1000_classes():

@@ -127,9 +127,26 @@ def test_patch_box_interior_and_borders():
     assert patch_box(m, "conv5", (6, 6), image_size=224) == (30, 30, 193, 193)
     assert patch_box(m, "conv5", (0, 12)) == (-66, 126, 97, 289)
     assert patch_box(m, "conv5", (0, 12), image_size=224) == (0, 126, 97, 224)
-    assert patch_box(m, "conv5", (0, 12), image_size=(100, 200)) == (0, 126, 97, 200)
-    with pytest.raises(ValueError):
+    assert patch_box(m, "conv5", (0, 10), image_size=(100, 200)) == (0, 94, 97, 200)
+    assert patch_box(m, "conv5", torch.tensor([6, 6])) == (30, 30, 193, 193)
+    with pytest.raises(ValueError, match="non-negative"):
         patch_box(m, "conv5", (-1, 0))
+
+
+def test_patch_box_refuses_positions_off_the_map_and_floats():
+    m = model("alexnet")
+    with pytest.raises(ValueError, match=r"\(100, 100\) is outside conv5's 13x13 map.*h in 0..12"):
+        patch_box(m, "conv5", (100, 100), image_size=224)
+    with pytest.raises(ValueError, match=r"\(0, 12\) is outside conv5's 5x11 map"):
+        patch_box(m, "conv5", (0, 12), image_size=(100, 200))
+    with pytest.raises(TypeError, match="pair of ints"):
+        patch_box(m, "conv5", (6.5, 6))
+    with pytest.raises(ValueError, match="pair of ints"):
+        patch_box(m, "conv5", 6)
+    with pytest.raises(TypeError, match="integers"):
+        crop_patches(m, torch.zeros(1, 3, 224, 224), "conv5", torch.tensor([[6.5, 6.0]]))
+    with pytest.raises(ValueError, match="outside conv5's 13x13 map"):
+        crop_patches(m, torch.zeros(1, 3, 224, 224), "conv5", [[13, 0]])
 
 
 def test_crop_patches_pad_outside_the_image_and_copy_inside():

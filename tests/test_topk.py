@@ -182,8 +182,28 @@ def test_bad_inputs_raise(model, images):
         top_activations(model, images[:0], "conv1", progress=False)
     with pytest.raises(ValueError, match="k must"):
         top_activations(model, images, "conv1", k=0, progress=False)
-    with pytest.raises(ValueError, match="64x64"):
-        top_activations(model, images[:, :, :32, :32], "conv1", progress=False)
+    with pytest.raises(ValueError, match="images must all have one size.*from index 4 are \\[3, 48, 48\\]"):
+        top_activations(model, _Sizes([images[:4], images[4:8, :, :48, :48]]), "conv1", batch_size=4,
+                        progress=False)
+
+
+class _Sizes(torch.utils.data.Dataset):
+    """The images of each tensor in turn: a dataset whose images change size."""
+
+    def __init__(self, parts):
+        self.items = [x for part in parts for x in part]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i], 0
+
+
+def test_a_smaller_size_is_searched_as_the_brute_force_does(model, images):
+    small = images[:, :, :40, :40]
+    assert_same(top_activations(model, small, "conv2", k=3, progress=False),
+                brute_force(model, small, "conv2", 3, batch_size=64))
 
 
 def test_save_and_load_round_trip(model, images, tmp_path):

@@ -160,12 +160,6 @@ def test_feature_cache_is_reused_keyed_by_weights_and_rebuilt_when_corrupt(tmp_p
     assert len(list((tmp_path / "features").glob("*.pt"))) == 3, "new weights, new cache entry"
 
 
-def test_data_key_names_what_it_cannot_identify():
-    assert transfer.data_key(SyntheticImages("heldout", 10)) != transfer.data_key(SyntheticImages("heldout", 10, seed=1))
-    with pytest.raises(TypeError, match="key="):
-        transfer.data_key([1, 2, 3])
-
-
 def make_caltech(root, sizes):
     """A stand-in laid out like torchvision's Caltech-101 folder, greyscale images included."""
     top = root / "caltech101" / "101_ObjectCategories"

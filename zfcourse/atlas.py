@@ -80,12 +80,13 @@ from . import deconv, framing, receptive, reverse, topk
 from .data import labels as dataset_labels
 from .deconv import projection_chunks
 from .infra import cache, sprites
+from .infra.fingerprint import fingerprint
 from .infra.device import compute_device, placed
 from .framing import image_frames, signed_scale
 from .models import activations, conv_of, layer_names
 from .topk import chance_purity, top_activations_layers
 
-__all__ = ["FORMAT", "Network", "conv_layers", "build", "cached_build", "write", "fingerprint"]
+__all__ = ["FORMAT", "Network", "conv_layers", "build", "cached_build", "write"]
 
 FORMAT = 1          # the manifest's format; bump on an incompatible change
 COLUMNS = 16        # thumbnail cells per row of a layer's sheet
@@ -104,7 +105,6 @@ class Network:
     denormalize: Callable[[torch.Tensor], torch.Tensor]   # model input -> [0, 1]
     world: str
     dataset: str                        # a description for the reader
-    dataset_key: str | None = None      # what identifies the images; default: fingerprint()
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -282,17 +282,6 @@ def _code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(images: Dataset) -> str:
-    """What identifies a dataset for the cache: its size, its labels and five of its images
-    (first, last and between). Give :attr:`Network.dataset_key` where that is not enough."""
-    h = hashlib.sha256(str(len(images)).encode())
-    h.update(dataset_labels(images).numpy().tobytes())
-    for i in torch.linspace(0, len(images) - 1, 5).round().long().unique().tolist():
-        item = images[i]
-        h.update((item[0] if isinstance(item, (list, tuple)) else item).float().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _validate(atlas) -> None:
     if not (isinstance(atlas, dict) and atlas.get("manifest", {}).get("format") == FORMAT
             and isinstance(atlas.get("files"), dict)):
@@ -305,8 +294,8 @@ def cached_build(net: Network, k: int = 9, root: str | os.PathLike | None = None
     leaves nothing, and a file that cannot be read is rebuilt with a warning."""
     if len(net.images) == 0:
         raise ValueError("the atlas needs at least one image; net.images is empty")
-    name = cache.key(format=FORMAT, code=_code_version(), weights=cache.state_hash(net.model), k=k,
-                     dataset=net.dataset_key or fingerprint(net.images), title=net.title, world=net.world,
+    name = cache.key(format=FORMAT, code=_code_version(), weights=fingerprint(net.model), k=k,
+                     dataset=fingerprint(net.images), title=net.title, world=net.world,
                      classes=net.classes, description=net.dataset, seed=kw.get("seed", 0))
     path = Path(root) if root is not None else cache.cache_dir() / "atlas"
 

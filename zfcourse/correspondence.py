@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .infra.device import compute_device, placed
-from .models import activations, check_images
+from .models import activations, check_images, layer_index
 from .occluder import fill_value
 
 __all__ = ["box_masks", "random_boxes", "part_boxes", "PARTS", "COMPARED", "feature_differences",
@@ -167,8 +167,10 @@ def feature_differences(model: nn.Module, images: Tensor, parts: Tensor, layers:
     back as it was.
     """
 
-    check_images(model, images)
     layers = [layers] if isinstance(layers, str) else list(layers)
+    if not layers:
+        raise ValueError("layers must name at least one layer, e.g. ['conv5', 'fc7']")
+    check_images(model, images, max(layers, key=lambda name: layer_index(model, name)))
     masks = _as_masks(parts, images.shape[-2:])
     if len(masks) != len(images):
         raise ValueError(f"one part per image: {len(images)} images, {len(masks)} parts")

@@ -29,7 +29,6 @@ cannot see.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 
@@ -38,7 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .infra.cache import cache_dir, cached, key, state_hash
+from .infra.cache import cache_dir, cached, key
+from .infra.fingerprint import fingerprint
 from .infra.device import model_device, seeded
 from .models import activations, check_images, layer_index, sequence
 
@@ -121,7 +121,7 @@ def fit(model: nn.Module, images: Tensor, layer: str, *, steps: int = 300, batch
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
-    check_images(model, images)
+    check_images(model, images, layer)
     device = model_device(model)
     channels, map_size = _layer_shape(model, layer, images.to(device))
     with seeded(seed):
@@ -142,13 +142,6 @@ def fit(model: nn.Module, images: Tensor, layer: str, *, steps: int = 300, batch
     return decoder.eval(), {"loss": losses, "seconds": time.perf_counter() - start}
 
 
-def _fingerprint(t: Tensor) -> str:
-    """A short hash of a tensor's dtype, shape and values (no copy beyond the move to the CPU)."""
-    h = hashlib.sha256(str((t.dtype, tuple(t.shape))).encode())
-    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()[:16]
-
-
 def learned_decoder(model: nn.Module, images: Tensor, layer: str, *, steps: int = 300, batch_size: int = 32,
                     lr: float = 2e-3, width: int = 64, out_size: int | None = None, seed: int = 0,
                     progress: bool = True) -> tuple[Decoder, dict]:
@@ -163,7 +156,7 @@ def learned_decoder(model: nn.Module, images: Tensor, layer: str, *, steps: int 
     recipe = dict(steps=steps, batch_size=batch_size, lr=lr, width=width, out_size=out_size, seed=seed)
     device = model_device(model)
     k = key(version=VERSION, layer=layer, modules=[str(m) for m in modules],
-            weights=state_hash(nn.Sequential(*modules)), images=_fingerprint(images), recipe=recipe,
+            weights=fingerprint(nn.Sequential(*modules)), images=fingerprint(images), recipe=recipe,
             device=device.type)
     path = cache_dir() / "decoders" / f"{layer}-{k}.pt"
     made = {}

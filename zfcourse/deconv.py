@@ -300,7 +300,7 @@ def project_autograd(model: nn.Module, images: Tensor, layer: str, channel: int 
 
 def _prepare(model: nn.Module, images: Tensor, layer: str, rule: str, lrn: str) -> list[nn.Module]:
     """Check the arguments; the modules from the input up to ``layer``."""
-    check_images(model, images)
+    check_images(model, images, layer)
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     if lrn not in LRN_OPTIONS:

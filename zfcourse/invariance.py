@@ -151,6 +151,8 @@ def invariance_curves(model: nn.Module, images: Tensor, target=None, kind: str =
     if values is None:
         raise ValueError("values: the transformation parameters to try, e.g. torch.arange(-16, 17, 4)")
     layers = [layers] if isinstance(layers, str) else list(layers)
+    if not layers:
+        raise ValueError("layers must name at least one layer, e.g. ('conv1', 'fc7')")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device) if device is not None else compute_device(model)

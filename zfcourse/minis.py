@@ -131,6 +131,5 @@ def atlas_networks(world) -> list[atlas.Network]:
         dataset = own.dataset if shared else \
             f"Imagenette validation set, {len(mini.val):,} images at {mini.image_size} px"
         nets.append(atlas.Network(name, f"mini {'ZFNet' if arch == 'zfnet' else 'AlexNet'}", model,
-                                  mini.val, mini.classes, mini.denormalize, world.name, dataset,
-                                  own.dataset_key if shared else None))
+                                  mini.val, mini.classes, mini.denormalize, world.name, dataset))
     return nets

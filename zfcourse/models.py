@@ -20,7 +20,7 @@ from .infra.device import placed
 __all__ = [
     "alexnet", "zfnet", "mini_alexnet", "mini_zfnet",
     "sequence", "layer_names", "layer_index", "get_layer", "activations", "check_images",
-    "conv_of", "summary", "format_summary", "strongest_channels", "strongest_unit",
+    "conv_of", "map_size", "summary", "format_summary", "strongest_channels", "strongest_unit",
 ]
 
 
@@ -197,34 +197,122 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     return sequence(model)[layer_index(model, name)]
 
 
-def check_images(model: nn.Module, images: torch.Tensor) -> None:
-    """Raise a ValueError naming the problem if ``images`` cannot go into ``model``."""
-    first = next((m for m in sequence(model) if isinstance(m, nn.Conv2d)), None)
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _through(modules: list[nn.Module], channels: int, h: int, w: int) -> str | None:
+    """Why an image of ``h x w`` cannot pass ``modules`` (None: it can)."""
+    return _walk(modules, channels, h, w)[0]
+
+
+def _walk(modules: list[nn.Module], channels: int, h: int, w: int) -> tuple[str | None, int, int]:
+    """``(why, h, w)``: why an ``h x w`` input cannot pass ``modules`` (None: it can) and the
+    map size after them. Sizes follow the modules' own formulas (PyTorch's, including
+    ``ceil_mode``); modules that keep the size, and any this cannot follow, count as
+    keeping it."""
+    for m in modules:
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s, p = (_pair(v) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding))
+            d = _pair(getattr(m, "dilation", 1))
+            if isinstance(m.padding, str):          # "same" keeps the size, "valid" pads nothing
+                p = (0, 0) if m.padding == "valid" else (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2)
+                s = s if m.padding == "valid" else (1, 1)
+            ceil = getattr(m, "ceil_mode", False)
+            size = []
+            for n, kk, ss, pp, dd in zip((h, w), k, s, p, d):
+                span = n + 2 * pp - dd * (kk - 1) - 1
+                out = (-(-span // ss) if ceil else span // ss) + 1
+                if ceil and (out - 1) * ss >= n + pp:   # the last window may not start in the padding
+                    out -= 1
+                size.append(out)
+            if min(size) < 1:
+                return f"its {type(m).__name__} with a {k[0]}x{k[1]} window gets a {h}x{w} map", h, w
+            h, w = size
+            channels = m.out_channels if isinstance(m, nn.Conv2d) else channels
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            h, w = (a if a is not None else b for a, b in zip(_pair(m.output_size), (h, w)))
+        elif isinstance(m, nn.Linear):
+            if m.in_features != channels * h * w:
+                return f"its Linear takes {m.in_features} values, not {channels} x {h} x {w}", h, w
+            channels, h, w = m.out_features, 1, 1       # flat from here on
+    return None, h, w
+
+
+def map_size(model: nn.Module, layer: str, image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` of ``layer``'s maps for images of ``image_size`` (``H`` or
+    ``(H, W)``); ``(1, 1)`` for a dense layer. A ValueError when the images are too small."""
+    H, W = (image_size, image_size) if isinstance(image_size, int) else image_size
+    modules = sequence(model)[: layer_index(model, layer) + 1]
+    first = next((m for m in modules if isinstance(m, nn.Conv2d)), None)
+    why, h, w = _walk(modules, first.in_channels if first is not None else 3, H, W)
+    if why is not None:
+        raise ValueError(f"{H}x{W} images are too small for {layer} ({why})")
+    return h, w
+
+
+def _smallest(modules: list[nn.Module], channels: int, h: int, w: int) -> tuple[int, int] | None:
+    """The smallest height (at width ``w``) and width (at height ``h``) that pass; None
+    where none up to 4096 does."""
+    def first(ok):
+        return next((n for n in range(1, 4097) if ok(n)), None)
+    tall = first(lambda n: _through(modules, channels, n, max(w, 4096)) is None)
+    wide = first(lambda n: _through(modules, channels, max(h, 4096), n) is None)
+    return None if tall is None or wide is None else (tall, wide)
+
+
+def check_images(model: nn.Module, images, layer: str | None = None) -> None:
+    """Raise a ValueError naming the problem if ``images`` cannot go into ``model`` as far
+    as ``layer`` (None: the whole model): a batch ``[N, C, H, W]`` of finite floats, with
+    the channels of the first convolution, at least as large as the layers need."""
+    modules = sequence(model)
+    first = next((m for m in modules if isinstance(m, nn.Conv2d)), None)
     channels = first.in_channels if first is not None else 3
-    size = getattr(model, "input_size", None)
-    expected = f"[N, {channels}, {size}, {size}]" if size else f"[N, {channels}, H, W]"
+    expected = f"[N, {channels}, H, W]"
     if not torch.is_tensor(images) or images.dim() != 4:
         shape = list(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise ValueError(f"expected a batch of images shaped {expected}, got {shape}")
+    if len(images) == 0:
+        raise ValueError(f"images must hold at least one image, got shape {list(images.shape)}")
     if images.shape[1] != channels:
-        raise ValueError(f"expected {channels} colour channels ({expected}), got {images.shape[1]} in shape {list(images.shape)}")
-    if size and tuple(images.shape[-2:]) != (size, size):
-        raise ValueError(f"this model takes {size}x{size} images ({expected}), got {images.shape[-2]}x{images.shape[-1]}")
+        raise ValueError(f"expected {channels} colour channels ({expected}), got {images.shape[1]} "
+                         f"in shape {list(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floating point in model-input space (normalised), got "
+                         f"{images.dtype}; e.g. world.normalize(images.float() / 255)")
+    if not torch.isfinite(images).all():
+        raise ValueError("images hold NaN or infinite pixels")
+    upto = modules if layer is None else modules[: layer_index(model, layer) + 1]
+    H, W = images.shape[-2:]
+    why = _through(upto, channels, H, W)
+    if why is not None:
+        smallest = _smallest(upto, channels, H, W)
+        need = f"the smallest it takes is {smallest[0]}x{smallest[1]}" if smallest else \
+            "no size up to 4096 fits"
+        raise ValueError(f"{H}x{W} images are too small for {layer or 'this model'} ({why}); {need}")
 
 
 @torch.no_grad()
 def activations(model: nn.Module, images: torch.Tensor, layers: str | list[str]) -> dict[str, torch.Tensor]:
-    """The named layers' outputs for a batch, running the network only as deep as needed."""
+    """The named layers' outputs for a batch, running the network only as deep as needed.
+
+    The model runs in eval mode (dropout off, batch-norm statistics frozen; its mode is
+    put back after), and a recorded output is copied when a later module works in place,
+    so each layer's value is the same whichever other layers are asked for."""
     layers = [layers] if isinstance(layers, str) else list(layers)
-    check_images(model, images)
+    if not layers:
+        raise ValueError("layers must name at least one layer; valid: " + ", ".join(layer_names(model)))
     wanted = {layer_index(model, name): name for name in layers}
+    check_images(model, images, wanted[max(wanted)])
+    modules = sequence(model)[: max(wanted) + 1]
     out: dict[str, torch.Tensor] = {}
     x = images
-    for i, m in enumerate(sequence(model)[: max(wanted) + 1]):
-        x = m(x)
-        if i in wanted:
-            # Safe without a copy: no module after a ReLU in these networks works in place.
-            out[wanted[i]] = x
+    with placed(model):
+        for i, m in enumerate(modules):
+            x = m(x)
+            if i in wanted:
+                in_place = any(getattr(later, "inplace", False) for later in modules[i + 1:])
+                out[wanted[i]] = x.clone() if in_place else x
     return out
 
 

@@ -30,12 +30,13 @@ from the image.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from .models import layer_index, sequence
+from .models import layer_index, map_size, sequence
 
 __all__ = ["receptive_field", "patch_box", "crop_patches", "keep_box"]
 
@@ -99,18 +100,43 @@ def patch_box(model: nn.Module, layer: str, position: Sequence[int],
 
     Without ``image_size`` the box is unclipped: ``size x size`` pixels, possibly
     reaching past the image border. With ``image_size`` (``H`` or ``(H, W)``) it
-    is clipped to the image: the pixels a crop takes from the image.
+    is clipped to the image: the pixels a crop takes from the image; the position
+    must then lie in the layer's map at that size.
     """
     size, stride, padding = receptive_field(model, layer)
-    h, w = (int(v) for v in position)
-    if h < 0 or w < 0:
-        raise ValueError(f"position must be non-negative, got {(h, w)}")
+    h, w = _position(position)
     top, left = h * stride - padding, w * stride - padding
     bottom, right = top + size, left + size
     if image_size is None:
         return top, left, bottom, right
     H, W = (image_size, image_size) if isinstance(image_size, int) else image_size
+    _inside(model, layer, (H, W), torch.tensor([[h, w]]))
     return max(top, 0), max(left, 0), min(bottom, H), min(right, W)
+
+
+def _position(position) -> tuple[int, int]:
+    """``(h, w)`` as two non-negative ints; floats are refused, not truncated."""
+    values = position.tolist() if torch.is_tensor(position) else position
+    try:
+        h, w = values
+    except (TypeError, ValueError):
+        raise ValueError(f"position must be a pair of ints (h, w), got {position!r}") from None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (h, w)):
+        raise TypeError(f"position must be a pair of ints (h, w), got {position!r}")
+    if h < 0 or w < 0:
+        raise ValueError(f"position must be non-negative, got {(int(h), int(w))}")
+    return int(h), int(w)
+
+
+def _inside(model: nn.Module, layer: str, image_size: tuple[int, int], positions: torch.Tensor) -> None:
+    """Raise unless every ``(h, w)`` of ``positions [M, 2]`` is in ``layer``'s map."""
+    rows, cols = map_size(model, layer, image_size)
+    outside = (positions < 0).any(1) | (positions[:, 0] >= rows) | (positions[:, 1] >= cols)
+    if outside.any():
+        bad = positions[outside.nonzero()[0, 0]].tolist()
+        raise ValueError(f"position {tuple(bad)} is outside {layer}'s {rows}x{cols} map "
+                         f"(images of {image_size[0]}x{image_size[1]}): h in 0..{rows - 1}, "
+                         f"w in 0..{cols - 1}")
 
 
 def crop_patches(model: nn.Module, images: torch.Tensor, layer: str, positions,
@@ -123,9 +149,13 @@ def crop_patches(model: nn.Module, images: torch.Tensor, layer: str, positions,
     images, and 0 is also what a projection holds there).
     """
     size, stride, padding = receptive_field(model, layer)
-    positions = torch.as_tensor(positions, dtype=torch.long, device=images.device).reshape(-1, 2)
+    positions = torch.as_tensor(positions, device=images.device)
+    if positions.is_floating_point() or positions.dtype == torch.bool:
+        raise TypeError(f"positions must be integers (h, w), got {positions.dtype}")
+    positions = positions.long().reshape(-1, 2)
     if len(positions) != len(images):
         raise ValueError(f"got {len(images)} images but {len(positions)} positions")
+    _inside(model, layer, tuple(images.shape[-2:]), positions)
     offsets = torch.arange(size, device=images.device)
     rows = positions[:, :1] * stride - padding + offsets      # [M, size]
     cols = positions[:, 1:] * stride - padding + offsets

@@ -151,6 +151,7 @@ def top_activations_layers(model: nn.Module, images, layers, k: int = 9, batch_s
         raise ValueError("layers must name at least one layer")
     device = torch.device(device) if device is not None else compute_device(model)
     where = {layer_index(model, name): name for name in layers}
+    deepest = where[max(where)]
     modules = sequence(model)[: max(where) + 1]
     running = {name: _Running(k) for name in layers}
     seen = 0
@@ -159,7 +160,11 @@ def top_activations_layers(model: nn.Module, images, layers, k: int = 9, batch_s
                       disable=not progress):
             x = x.to(device, non_blocking=True)
             if not seen:
-                check_images(model, x)
+                check_images(model, x, deepest)
+                size = x.shape[1:]
+            elif x.shape[1:] != size:
+                raise ValueError(f"images must all have one size: the first were {list(size)}, "
+                                 f"those from index {seen} are {list(x.shape[1:])}")
             for i, m in enumerate(modules):
                 x = m(x)
                 if i in where:

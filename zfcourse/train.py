@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import time
 import warnings
@@ -35,7 +34,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .infra.cache import cache_dir, key, state_hash
+from .infra.cache import cache_dir, key
+from .infra.fingerprint import fingerprint
 from .infra.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .infra.device import default_device, placed, seeded
 from .filters import filter_rms
@@ -346,18 +346,6 @@ class _Run:
         self.done, self.history = state["epoch"], history
 
 
-def _fingerprint(dataset: Dataset | None) -> str | None:
-    """What identifies a dataset: its pixels and labels where it holds them as tensors."""
-    if dataset is None:
-        return None
-    if hasattr(dataset, "images") and hasattr(dataset, "labels"):
-        h = hashlib.sha256()
-        for t in (dataset.images, dataset.labels):
-            h.update(torch.as_tensor(t).contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
-    return key(type=type(dataset).__name__, n=len(dataset), root=str(getattr(dataset, "root", "")))
-
-
 def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_set: Dataset | None = None, *,
                  path: str | Path | None = None, seed: int = 0, on_snapshot: Callable[[int, dict], None] | None = None,
                  device=None, progress: bool = True, **recipe) -> tuple[nn.Module, History]:
@@ -377,7 +365,9 @@ def train_cached(make_model: Callable[[], nn.Module], train_set: Dataset, val_se
     with seeded(seed):
         model = make_model()
     if path is None:
-        path = cache_dir() / "training" / f"{key(init=state_hash(model), data=_fingerprint(train_set), val=_fingerprint(val_set), seed=seed, **recipe)}.pt"
+        val = None if val_set is None else fingerprint(val_set)
+        name = key(init=fingerprint(model), data=fingerprint(train_set), val=val, seed=seed, **recipe)
+        path = cache_dir() / "training" / f"{name}.pt"
     history = train(model, train_set, val_set, seed=seed, checkpoint=path, on_snapshot=on_snapshot, device=device,
                     progress=progress, **recipe)
     return model, history

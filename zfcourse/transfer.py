@@ -35,7 +35,6 @@ on identical images.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -49,14 +48,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .data import synthetic
 from .data.caltech import ImageFiles, caltech101
-from .infra.cache import cache_dir, cached, key as cache_key, state_hash
+from .infra.cache import cache_dir, cached, key as cache_key
+from .infra.fingerprint import fingerprint
 from .infra.device import default_device, model_device, placed, seeded
 from .models import activations, layer_index, layer_names
 from .train import train as train_model
 
-__all__ = ["features", "stage_layers", "data_key", "split_per_class", "draw_shots",
+__all__ = ["features", "stage_layers", "split_per_class", "draw_shots",
            "LinearProbe", "fit_probe", "mean_class_accuracy", "top_classes", "consistent_units",
            "carried_over", "Curve", "gap", "probe_curve", "scratch_curve", "layer_table", "ImageFiles", "caltech101", "Task", "new_task"]
 
@@ -81,25 +80,6 @@ def stage_layers(model: nn.Module) -> dict[int, str]:
     return stages
 
 
-def data_key(data) -> str:
-    """What identifies a data set for the feature cache (its images and their preprocessing)."""
-    if torch.is_tensor(data):
-        return "tensor-" + hashlib.sha256(data.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()).hexdigest()[:16]
-    if isinstance(data, synthetic.SyntheticImages):
-        return cache_key(kind="synthetic", split=data.split, n=len(data), seed=data.seed, version=synthetic.VERSION)
-    if isinstance(data, ImageFiles):
-        return cache_key(kind="files", files=_digest(data.files), labels=_digest(data.labels.tolist()),
-                         transform=repr(data.transform))
-    if isinstance(data, (Subset, _TensorSubset)):
-        return cache_key(parent=data_key(data.dataset), indices=_digest(list(data.indices)))
-    raise TypeError(f"cannot tell the identity of a {type(data).__name__} for the feature cache; "
-                    "pass key=<a string naming these images and their preprocessing>, or cache=False")
-
-
-def _digest(items) -> str:
-    return hashlib.sha256(repr(list(items)).encode()).hexdigest()[:16]
-
-
 def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int | None = 4,
              batch_size: int = 128, cache: bool = True, key: str | None = None,
              num_workers: int | None = None, progress: bool = True) -> dict[str, torch.Tensor]:
@@ -110,9 +90,9 @@ def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int |
     flattened. One pass through the network, in eval mode and no deeper than the deepest
     layer, serves all layers; it runs where the model is. Returns a tensor for one layer
     name, a dict for a list. With ``cache`` each layer is kept in
-    ``<cache>/features/``, keyed by the architecture and a hash of the weights
-    (:func:`zfcourse.infra.cache.state_hash`), the layer, ``grid`` and ``key`` (default
-    :func:`data_key`); a corrupt file is rebuilt with a warning.
+    ``<cache>/features/``, keyed by the architecture, the weights, the layer, ``grid`` and
+    ``key`` (default: the data's :func:`zfcourse.infra.fingerprint.fingerprint`); a
+    corrupt file is rebuilt with a warning.
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
     for layer in layers:
@@ -129,7 +109,7 @@ def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int |
     if not cache:
         out = extract()
     else:
-        config = dict(arch=str(model), weights=state_hash(model), data=key or data_key(data), grid=grid)
+        config = dict(arch=str(model), weights=fingerprint(model), data=key or fingerprint(data), grid=grid)
         n = len(data)
 
         def validate(obj):

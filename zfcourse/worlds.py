@@ -28,8 +28,9 @@ from torch.utils.data import Dataset, Subset
 from . import atlas, models, transfer
 from .data import synthetic
 from .data.normalization import Normalization
-from .infra.cache import cache_dir, key, state_hash
-from .infra.paths import data_dir, imagenette_folder, imagenette_size
+from .infra.cache import cache_dir, key
+from .infra.fingerprint import fingerprint
+from .infra.paths import data_dir, env_int, imagenette_folder, imagenette_size
 from .infra import current
 from .infra.device import default_device, seeded
 from .train import History, train_cached
@@ -141,7 +142,7 @@ def synthetic_model(arch: str = "alexnet", renorm_radius: float | None = None, p
     recipe["snapshots"] = tuple(e for e in SNAPSHOTS if e <= recipe["epochs"])
     with seeded(SYNTHETIC["seed"]):
         initial = make()
-    k = key(arch=str(initial), init=state_hash(initial), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
+    k = key(arch=str(initial), init=fingerprint(initial), data=SYNTHETIC, generator=synthetic.VERSION, recipe=recipe)
     model, hist = train_cached(make, synthetic_data("train"), synthetic_data("val"), seed=SYNTHETIC["seed"],
                                path=cache_dir() / "models" / f"mini_{arch}-{k}.pt", progress=progress,
                                **recipe)
@@ -188,10 +189,9 @@ def own_network(world) -> atlas.Network:
     """The world's own network as the atlas shows it (chapter 5's minis are added by
     :func:`zfcourse.minis.atlas_networks`)."""
     if world.name == "synthetic":
-        val_key = key(data=SYNTHETIC, generator=synthetic.VERSION, split="val")
         return atlas.Network("mini-alexnet", "mini AlexNet", world.model, world.val, world.classes,
                              world.denormalize, world.name,
-                             f"synthetic validation set, {len(world.val):,} images", val_key)
+                             f"synthetic validation set, {len(world.val):,} images")
     return atlas.Network("alexnet", "AlexNet (torchvision, ImageNet weights)", world.model, world.val,
                          world.classes, world.denormalize, world.name,
                          f"Imagenette validation set, {len(world.val):,} images at {world.image_size} px")
@@ -257,7 +257,7 @@ def imagenet_world(reason: str, val_size: int | None = None, download: bool = Tr
     categories = weights.meta["categories"]
     to_imagenet = [next(categories.index(n) for n in names if n in categories) for names in val.classes]
     val.target_transform = to_imagenet.__getitem__
-    val_size = val_size or int(os.environ.get("ZFCOURSE_VAL_SIZE", 0)) or len(val)
+    val_size = val_size or env_int("ZFCOURSE_VAL_SIZE", 0) or len(val)
     if val_size < len(val):
         val = Subset(val, torch.linspace(0, len(val) - 1, val_size).round().long().tolist())
     tf = weights.transforms()

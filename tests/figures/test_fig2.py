@@ -6,7 +6,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from zfcourse import receptive  # noqa: E402
+from zfcourse import models, receptive  # noqa: E402
 from zfcourse.figures import fig2  # noqa: E402
 from zfcourse.topk import top_activations  # noqa: E402
 
@@ -41,7 +41,8 @@ def test_frames_show_exactly_the_pixels_in_both_the_image_and_the_box(world, lay
     model = world.model
     size = receptive.receptive_field(model, layer)[0]
     image = coordinates(H, W)
-    positions = torch.tensor([[0, 0], [3, 2], [7, 4], [2, 0]])
+    rows, cols = models.map_size(model, layer, (H, W))        # the last position: a corner
+    positions = torch.tensor([[0, 0], [3, 2], [rows - 1, cols - 1], [2, 0]])
     crops = receptive.crop_patches(model, image.expand(4, -1, -1, -1), layer, positions)
     framed = fig2.frames(model, layer, crops, positions, (H, W))
     assert framed.shape == (4, 3, min(size, H), min(size, W))

@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 import torch
@@ -73,3 +74,19 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cache.cached(p, build)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_temporary_files_left_by_a_killed_process_are_removed(tmp_path):
+    target = tmp_path / "x.pt"
+    stale, fresh = tmp_path / ".x.pt.abc.tmp", tmp_path / ".x.pt.def.tmp"
+    other = tmp_path / ".y.pt.ghi.tmp"
+    for f in (stale, fresh, other):
+        f.write_bytes(b"partial")
+    old = time.time() - 2 * cache.STALE_SECONDS
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    cache.save_atomic({"a": 1}, target)
+    assert not stale.exists()
+    assert fresh.exists()           # perhaps another process writing now
+    assert other.exists()           # another file's
+    assert cache.load(target) == {"a": 1}

@@ -194,10 +194,9 @@ class ImageFolderDataset(Dataset):
     def __init__(self, path_or_paths, world=None, size: int | None = None, recursive: bool = False,
                  skip_bad: bool = False, background: tuple[int, int, int] = GREY):
         world = current.world() if world is None else world
-        for needed in ("preprocess", "image_size", "normalize"):
-            if not hasattr(world, needed):
-                raise TypeError(f"world must be a World (anything with .preprocess, .image_size and "
-                                f".normalize, e.g. zfcourse.world()), got {type(world).__name__}")
+        if not (hasattr(world, "preprocess") and hasattr(world, "image_size")):
+            raise TypeError(f"world must be a World (anything with .preprocess, .image_size and "
+                            f".normalize, e.g. zfcourse.world()), got {type(world).__name__}")
         self.transform, self.size = _transform(world, size)
         self.background = background
         self.paths = []

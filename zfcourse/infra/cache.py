@@ -8,10 +8,13 @@ with a warning rather than a crash.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +23,7 @@ import torch
 
 from .paths import cache_dir
 
-__all__ = ["cache_dir", "key", "state_hash", "save_atomic", "load", "cached"]
+__all__ = ["cache_dir", "key", "save_atomic", "load", "cached"]
 
 
 def key(**config: Any) -> str:
@@ -29,18 +32,19 @@ def key(**config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def state_hash(module: torch.nn.Module) -> str:
-    """A short hash of a module's parameters and buffers (architecture and values)."""
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+STALE_SECONDS = 3600   # a temporary file this old was left by a process killed while saving
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to a temporary file beside ``path``, then renamed to it. Temporary
+    files of ``path`` left by a killed process (older than :data:`STALE_SECONDS`) go first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):   # another process may remove it first
+            if now - old.stat().st_mtime > STALE_SECONDS:
+                old.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

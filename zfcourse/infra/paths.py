@@ -13,24 +13,57 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "data_dir", "IMAGENETTE_SIZES", "imagenette_size", "imagenette_folder"]
+__all__ = ["cache_dir", "data_dir", "IMAGENETTE_SIZES", "imagenette_size", "imagenette_folder", "env_int"]
 
 IMAGENETTE_SIZES = ("full", "320px", "160px")
 
 
 def cache_dir() -> Path:
-    """``$ZFCOURSE_CACHE``, else ``~/.cache/zfcourse`` (or ``$XDG_CACHE_HOME/zfcourse``)."""
+    """``$ZFCOURSE_CACHE``, else ``~/.cache/zfcourse`` (or ``$XDG_CACHE_HOME/zfcourse``):
+    a writable folder, made if missing; a ValueError naming the variable otherwise, so
+    that a bad setting stops a run before its work, not when the result is saved."""
     root = os.environ.get("ZFCOURSE_CACHE")
     if root:
-        return Path(root).expanduser()
+        return _writable(Path(root).expanduser(), "ZFCOURSE_CACHE")
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "zfcourse"
+    return _writable((Path(xdg) if xdg else Path.home() / ".cache") / "zfcourse",
+                     "XDG_CACHE_HOME" if xdg else "the cache folder")
 
 
 def data_dir() -> Path:
-    """``$ZFCOURSE_DATA``, else ``<cache>/data``: where datasets are downloaded."""
+    """``$ZFCOURSE_DATA``, else ``<cache>/data``: where datasets are downloaded (checked as
+    :func:`cache_dir` is)."""
     root = os.environ.get("ZFCOURSE_DATA")
-    return Path(root).expanduser() if root else cache_dir() / "data"
+    return _writable(Path(root).expanduser(), "ZFCOURSE_DATA") if root else \
+        _writable(cache_dir() / "data", "ZFCOURSE_CACHE")
+
+
+def _writable(path: Path, variable: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"{variable} must name a folder; {str(path)!r} is a file") from None
+    except OSError as e:
+        raise ValueError(f"{variable}: cannot make the folder {str(path)!r} ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{variable}: the folder {str(path)!r} is not writable; "
+                         f"point {variable} at one that is")
+    return path
+
+
+def env_int(variable: str, default: int, minimum: int = 0) -> int:
+    """The integer an environment variable holds (``default`` when unset or empty); a
+    ValueError naming the variable when it is not an integer of at least ``minimum``."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{variable} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{variable} must be at least {minimum}, got {value}")
+    return value
 
 
 def imagenette_size() -> str:

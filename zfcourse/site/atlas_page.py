@@ -32,7 +32,7 @@ def _build_atlas(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
     import zfcourse
-    from zfcourse import atlas, minis, worlds
+    from zfcourse import atlas, minis
 
     world = zfcourse.world()
     root = Path(app.outdir) / "atlas"
