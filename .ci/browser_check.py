@@ -73,6 +73,9 @@ def check(page, url: str) -> list[str]:
         rendered = page.evaluate("document.querySelectorAll('.jupyter-widgets').length")
         if rendered == 0:
             errors.append(f"{expected} widget(s) embedded, none rendered")
+    bars = page.evaluate("document.querySelectorAll('.widget-hprogress, .widget-vprogress').length")
+    if bars:   # a finished progress bar on a static page says nothing and leaves a gap
+        errors.append(f"{bars} progress bar(s) on the page")
     broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
     errors += [f"image did not load: {src}" for src in broken]
     return errors

@@ -71,7 +71,8 @@ def main():
         photo.save(files["JPEG"], quality=90)
         photo.save(files["PNG"], compress_level=1)
         print(f"{photo.size[0]} x {photo.size[1]} pixels ({args.megapixels:g} MP); median of {args.repeat} runs\n")
-        print(f"{'format':6s} {'world':16s} {'plain s':>8s} {'data s':>8s} {'ratio':>6s}   decoded: plain -> data")
+        print(f"{'format':6s} {'world':16s} {'plain s':>8s} {'data s':>8s} {'ratio':>6s}   decoded: plain -> data"
+              f"   mean |difference|")
         for fmt, path in files.items():
             for name, world in worlds().items():
                 def plain():
@@ -85,8 +86,12 @@ def main():
                     image.draft(None, (2 * world.image_size,) * 2)
                     held = image.size
                 t_plain, t_ours = timed(plain, args.repeat), timed(ours, args.repeat)
+                diff = (ours()[0] - plain()).abs().mean().item()
+                if not diff <= 0.02:   # resampling differences only (model-input units)
+                    raise SystemExit(f"disagreement: {fmt} in {name}: mean |difference| {diff:.3f}")
                 print(f"{fmt:6s} {name:16s} {t_plain:8.3f} {t_ours:8.3f} {t_plain / t_ours:6.1f}   "
-                      f"{photo.size[0] * photo.size[1] * 3 / 1e6:.0f} MB -> {held[0] * held[1] * 3 / 1e6:.1f} MB")
+                      f"{photo.size[0] * photo.size[1] * 3 / 1e6:.0f} MB -> {held[0] * held[1] * 3 / 1e6:.1f} MB"
+                      f"   {diff:.4f}")
 
 
 if __name__ == "__main__":

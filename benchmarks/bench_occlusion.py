@@ -80,6 +80,12 @@ def loop(model, images, target, window, stride, device):
     return out
 
 
+def agree(diff: float, tolerance: float, what: str) -> None:
+    """Stop with an error when two answers disagree: a fast wrong answer is no result."""
+    if not diff <= tolerance:
+        raise SystemExit(f"disagreement: {what} differ by {diff:.2e} (tolerance {tolerance:.0e})")
+
+
 def captum_occlusion():
     try:
         from captum.attr import Occlusion
@@ -114,6 +120,7 @@ def bench(name, model, images, window, stride, repeats, n_loop, batch_sizes, per
     diff = (plain.probability - result.probability).abs().max().item()
     print(f"  {'zfcourse, local=False, ' + str(b):<34}{t_plain:>9.2f}{copies / t_plain:>10.0f}"
           f"{t_plain / t_ours:>12.2f}x  {diff:.1e} (grids)")
+    agree(diff, 1e-4, "the windowed and the plain pass's probabilities")
     t_act, _ = best_of(lambda: occlusion_map(model, x, target, window, stride, layer="conv5", batch_size=b,
                                              device=device), repeats, device)
     print(f"  {'zfcourse + conv5 map, ' + str(b):<34}{t_act:>9.2f}{copies / t_act:>10.0f}{t_act / t_ours:>12.2f}x")
@@ -136,6 +143,7 @@ def bench(name, model, images, window, stride, repeats, n_loop, batch_sizes, per
                 label = f"Captum, {'NHWC' if layout == 'channels_last' else 'NCHW'}, per_eval={k}"
                 print(f"  {label:<34}{t:>9.2f}{copies / t:>10.0f}{t / t_ours:>12.2f}x  {diff:.1e} "
                       f"(pixel maps; drops up to {pixels.abs().max():.2f})")
+                agree(diff, 1e-4, "Captum's and zfcourse's pixel maps")
 
     n = min(n_loop, len(images))
     start = clock(device)
@@ -144,6 +152,7 @@ def bench(name, model, images, window, stride, repeats, n_loop, batch_sizes, per
     diff = (grid - result.drop[:n]).abs().max().item()
     print(f"  {'loop, one copy per forward':<34}{t:>9.2f}{copies / t:>10.0f}{t / t_ours:>12.2f}x  {diff:.1e} (grids)"
           + (f"; timed on {n} images" if n < len(images) else ""))
+    agree(diff, 1e-4, "the one-copy loop's and zfcourse's drops")
 
 
 def main():

@@ -50,6 +50,19 @@ def naive(modules, images, k, device):
     return heaps
 
 
+def agree(model, layer, modules, images, k, batch_size, device) -> None:
+    """Stop with an error unless the search finds the naive loop's top-k values."""
+    heaps = naive(modules, images, k, device)
+    expected = torch.tensor([sorted((v for v, _ in heap), reverse=True) for heap in heaps])
+    found = top_activations(model, images, layer, k=k, batch_size=batch_size, device=device,
+                            progress=False).values
+    if not expected.max() > 0:
+        raise SystemExit(f"no unit of {layer} fires: agreement of zeros would prove nothing")
+    diff = (found - expected).abs().max().item()
+    if not diff <= 1e-4 * max(1.0, expected.abs().max().item()):
+        raise SystemExit(f"disagreement: top-k values of {layer} differ from the naive loop's by {diff:.2e}")
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -66,6 +79,8 @@ def bench(name, model, layer, images, batch_size, k, repeats, n_naive, device):
         top.append(timed(lambda: top_activations(model, images, layer, k=k, batch_size=batch_size,
                                                  device=device, progress=False)))
     loop = timed(lambda: naive(modules, images[:n_naive], k, device)) if n_naive else float("nan")
+    if n_naive:
+        agree(model, layer, modules, images[:n_naive], k, batch_size, device)
     n = len(images)
     f, t = min(fwd), min(top)
     print(f"{name:<28} {layer:<6} {n:>6} {n / f:>12.0f} {n / t:>12.0f} {100 * (t / f - 1):>+9.1f}% "

@@ -13,13 +13,13 @@ from zfcourse.deconv import RULES, mean_similarity, outside_share, project, proj
 
 @pytest.fixture(scope="module")
 def minis():
-    return {"mini_alexnet": seeded(lambda: models.mini_alexnet(10)),
-            "mini_zfnet": seeded(lambda: models.mini_zfnet(10), 1)}
+    return {"mini_alexnet": seeded(lambda: models.mini_alexnet(10), he=True),
+            "mini_zfnet": seeded(lambda: models.mini_zfnet(10), 1, he=True)}
 
 
 @pytest.fixture(scope="module")
 def big():
-    return {"alexnet": seeded(models.alexnet), "zfnet": seeded(models.zfnet, 1)}
+    return {"alexnet": seeded(models.alexnet, he=True), "zfnet": seeded(models.zfnet, 1, he=True)}
 
 
 @pytest.fixture(scope="module")
@@ -35,39 +35,53 @@ def x224():
 
 
 def assert_same(a, b, rtol=1e-5):
-    """Equal to float precision, neuron by neuron, relative to each neuron's largest value."""
+    """Equal to float precision, neuron by neuron, relative to each neuron's largest value;
+    every neuron's projection must hold something (zeros against zeros prove nothing)."""
     assert a.shape == b.shape
     a, b = a.flatten(-3), b.flatten(-3)
     scale = b.abs().amax(-1, keepdim=True)
+    assert (scale > 0).all(), f"{int((scale == 0).sum())} of {scale.numel()} projections are zero"
     worst = ((a - b).abs() / scale.clamp_min(1e-30)).max()
     assert ((a - b).abs() <= rtol * scale).all(), f"max relative difference {worst:.2e}"
     return scale
 
 
 def _channels(model, images, layer, m=None, seed=0):
-    C = models.activations(model, images, layer)[layer].shape[1]
+    """Random channels, per image among those that fire somewhere in it."""
+    act = models.activations(model, images, layer)[layer]
+    fires = act.flatten(2).amax(2) > 0 if act.dim() == 4 else act > 0
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(C, (len(images),) if m is None else (len(images), m), generator=g)
+    picks = []
+    for n in range(len(images)):
+        live = fires[n].nonzero()[:, 0]
+        assert len(live), f"no channel of {layer} fires in image {n}"
+        picks.append(live[torch.randint(len(live), (m or 1,), generator=g)])
+    picks = torch.stack(picks)
+    return picks[:, 0] if m is None else picks
 
 
 def _positions(model, images, layer, channel):
-    """Corners and the centre of the map, then random positions where the neuron is active."""
+    """``(channel, position)``: corners and the centre of the map (each with a channel that
+    fires there), then random positions where the neuron fires."""
     act = models.activations(model, images, layer)[layer]
     H, W = act.shape[2:]
     fixed = torch.tensor([[0, 0], [H - 1, W - 1], [0, W - 1], [H - 1, 0], [H // 2, W // 2]])
     g = torch.Generator().manual_seed(1)
-    rows = []
+    rows, channels = [], channel.clone()
     for n in range(len(images)):
         picks = []
         for j, c in enumerate(channel[n].tolist()):
             if j < len(fixed):
-                picks.append(fixed[(n + j) % len(fixed)])
-                continue
-            live = (act[n, c] > 0).nonzero()
-            live = live if len(live) else fixed
+                h, w = fixed[(n + j) % len(fixed)].tolist()
+                if act[n, c, h, w] <= 0 and act[n, :, h, w].max() > 0:
+                    channels[n, j] = act[n, :, h, w].argmax()
+                if act[n, channels[n, j], h, w] > 0:
+                    picks.append(torch.tensor([h, w]))
+                    continue
+            live = (act[n, channels[n, j]] > 0).nonzero()
             picks.append(live[torch.randint(len(live), (1,), generator=g)][0])
         rows.append(torch.stack(picks))
-    return torch.stack(rows)
+    return channels, torch.stack(rows)
 
 
 # Explicit pass == autograd -----------------------------------------------------------
@@ -89,7 +103,7 @@ def test_minis_match_autograd_at_corners_and_random_positions(minis, x64, name, 
     model = minis[name]
     for layer in [n for n in models.layer_names(model) if not n.startswith("fc")]:
         channel = _channels(model, x64, layer, m=7, seed=2)
-        position = _positions(model, x64, layer, channel)
+        channel, position = _positions(model, x64, layer, channel)
         explicit = project(model, x64, layer, channel, position, rule=rule, chunk_size=5)
         assert explicit.shape == (3, 7, 3, 64, 64)
         assert_same(explicit, project_autograd(model, x64, layer, channel, position, rule=rule))
@@ -113,7 +127,7 @@ def test_alexnet_and_zfnet_match_autograd(big, x224, name, layer, rule):
 def test_alexnet_matches_autograd_at_corners(big, x224):
     model = big["alexnet"]
     channel = _channels(model, x224, "conv3", m=2, seed=4)
-    position = _positions(model, x224, "conv3", channel)
+    channel, position = _positions(model, x224, "conv3", channel)
     assert_same(project(model, x224, "conv3", channel, position),
                 project_autograd(model, x224, "conv3", channel, position))
 
@@ -138,7 +152,9 @@ def test_any_sequence_of_supported_modules(rule):
     assert models.layer_names(model) == ["conv1", "pool1", "norm1", "conv2", "pool2", "conv3", "fc4", "fc5"]
     for layer in models.layer_names(model):
         channel = _channels(model, images, layer, m=4, seed=6)
-        position = None if layer.startswith("fc") else _positions(model, images, layer, channel)
+        position = None
+        if not layer.startswith("fc"):
+            channel, position = _positions(model, images, layer, channel)
         assert_same(project(model, images, layer, channel, position, rule=rule, chunk_size=3),
                     project_autograd(model, images, layer, channel, position, rule=rule))
 
@@ -150,7 +166,10 @@ def test_lrn_identity_option(rule):
     channel = _channels(model, images, "conv3", seed=7)
     through = project(model, images, "conv3", channel, rule=rule, lrn="identity")
     assert_same(through, project_autograd(model, images, "conv3", channel, rule=rule, lrn="identity"))
-    assert not torch.allclose(through, project(model, images, "conv3", channel, rule=rule), rtol=1e-2, atol=0)
+    backward = project(model, images, "conv3", channel, rule=rule, lrn="backward")
+    assert_same(backward, project_autograd(model, images, "conv3", channel, rule=rule, lrn="backward"))
+    assert not torch.allclose(through, backward, rtol=1e-2, atol=0)
+    assert torch.equal(through, project(model, images, "conv3", channel, rule=rule))   # the default
 
 
 def test_gradient_rule_is_the_activation_times_its_gradient(minis, x64):
@@ -269,7 +288,7 @@ def test_bad_input_is_named(minis, x64, f):
         f(model, x64, "fc6", 0, (0, 0))
     with pytest.raises(ValueError, match="unknown rule 'relu'; choose one of deconvnet, guided, gradient"):
         f(model, x64, "conv1", 0, rule="relu")
-    with pytest.raises(ValueError, match="unknown lrn 'none'; choose one of backward, identity"):
+    with pytest.raises(ValueError, match="unknown lrn 'none'; choose one of identity, backward"):
         f(model, x64, "conv1", 0, lrn="none")
     with pytest.raises(ValueError, match=r"with N = 3 images; got shape \[2\]"):
         f(model, x64, "conv1", torch.tensor([0, 1]))
@@ -331,13 +350,11 @@ def test_projection_chunks_match_project_neuron_by_neuron(minis, x64):
     neurons = {}
     for layer in ("conv1", "pool2", "conv5"):
         act = models.activations(model, x64, layer)[layer]
-        E = 7
-        image = torch.randint(len(x64), (E,), generator=g)
-        channel = torch.randint(act.shape[1], (E,), generator=g)
-        position = torch.stack([torch.randint(act.shape[2], (E,), generator=g),
-                                torch.randint(act.shape[3], (E,), generator=g)], -1)
-        position[0] = 0                                  # a corner: the box reaches past the border
-        neurons[layer] = (image, channel, position)
+        live = (act > 0).nonzero()                       # [K, 4]: image, channel, h, w
+        picked = live[torch.randint(len(live), (7,), generator=g)]
+        corner = live[(live[:, 2] == 0) & (live[:, 3] == 0)]
+        picked[0] = corner[0]                            # a corner: the box reaches past the border
+        neurons[layer] = (picked[:, 0], picked[:, 1], picked[:, 2:])
     full, pieces = _chunks(model, x64, neurons, rule="guided", chunk_size=3)
     assert [(layer, part.start) for layer, part, _ in pieces] == \
         [(layer, start) for layer in neurons for start in (0, 3, 6)]
@@ -360,3 +377,23 @@ def test_projection_chunks_bad_input_is_named(minis, x64):
         _chunks(model, x64, {})
     with pytest.raises(ValueError, match="must hold integers"):
         _chunks(model, x64, {"conv1": (torch.tensor([0.0]), torch.tensor([1]), torch.tensor([[0, 0]]))})
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_a_conv1_unit_projects_to_its_activation_times_its_filter_inside_its_box(rule):
+    # The reference shares no code with project: a conv1 unit's reverse pass is the
+    # transposed convolution of a one-hot map seeded with the unit's activation.
+    model = seeded(lambda: models.mini_zfnet(10), double=True)
+    conv = models.conv_of(model, "conv1")
+    images = torch.randn(3, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    acts = models.activations(model, images, "conv1")["conv1"]
+    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    for n, (c, h, w) in enumerate([(5, 0, 0), (17, 13, 20), (30, 31, 31)]):
+        live = acts[n, :, h, w].argmax() if acts[n, c, h, w] <= 0 else c   # a unit that fires
+        a = float(acts[n, live, h, w])
+        assert a > 0
+        padded = torch.zeros(3, 64 + 2 * p + k, 64 + 2 * p + k, dtype=torch.float64)
+        padded[:, h * s: h * s + k, w * s: w * s + k] = a * conv.weight[live]
+        expected = padded[:, p: p + 64, p: p + 64]
+        got = project(model, images[n:n + 1], "conv1", int(live), (h, w), rule)[0]
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

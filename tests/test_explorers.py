@@ -9,6 +9,7 @@ import torch  # noqa: E402
 
 from zfcourse import evolution, explorers, models  # noqa: E402
 from zfcourse.explorers import pooling_explorer, projection_explorer  # noqa: E402
+from zfcourse.infra import progress  # noqa: E402
 from zfcourse.topk import top_activations  # noqa: E402
 
 
@@ -123,7 +124,7 @@ def links(monkeypatch):
 
 @pytest.fixture
 def site(monkeypatch, links):
-    monkeypatch.setenv(explorers.SITE, "1")
+    monkeypatch.setenv(progress.SITE, "1")
     return links
 
 

@@ -156,3 +156,20 @@ def test_strongest_unit_and_channels():
     assert models.strongest_unit(maps) == (0, (0, 1))
     with pytest.raises(ValueError, match=r"\[C, H, W\]"):
         models.strongest_unit(maps[None])
+
+
+def test_a_model_the_course_cannot_name_says_how_to_write_it():
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(KeyError, match="no layer the course can name.*one Block block.*nn.Sequential"):
+        models.layer_index(Block(), "conv1")
+    with pytest.raises(TypeError, match="a layer name or a list of them"):
+        models.activations(models.mini_alexnet(10), torch.zeros(1, 3, 64, 64), 3)
+    with pytest.raises(ValueError, match="size must be at least 1"):
+        models.summary(models.mini_alexnet(10), 0)

@@ -235,3 +235,18 @@ def test_peak_overlap_and_the_drop_by_overlap():
         torch.testing.assert_close(mean[k], flat_drop[chosen].mean())
     assert (mean[1:] > 0).all() and mean[-1] == mean.max()   # more on the object, a larger drop
     assert drop_by_overlap(result, masks, bins=(0.0, 0.5, 1.01, 2.0))[-1].isnan()   # an empty bin
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(window=8.5), TypeError, "window must be a positive int"),
+    (dict(stride=(4, 0)), ValueError, "stride must be a positive int"),
+    (dict(target=1.5), TypeError, "target must be an int or one int per image"),
+    (dict(batch_size=2.5), TypeError, "batch_size must be an int"),
+    (dict(fill=float("nan")), ValueError, "all finite"),
+    (dict(fill="grey"), TypeError, "fill must be a number"),
+])
+def test_floats_where_an_index_is_expected_and_bad_fills_are_refused(options, error, message):
+    model = mini_alexnet(10).eval()
+    args = {"target": 0, "window": 8, "stride": 4, **options}
+    with pytest.raises(error, match=message):
+        occlusion_map(model, torch.zeros(2, 3, 64, 64), **args)

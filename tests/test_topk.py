@@ -278,3 +278,14 @@ def test_centre_on_object_reads_the_mask_at_each_box_centre():
     assert on == 0.5
     rows = (torch.arange(15) * stride - padding + size // 2).clamp(0, 63)
     assert anywhere == pytest.approx(float((rows < 32).float().mean()) / 2)
+
+
+def test_counts_and_inputs_are_checked_up_front(model, images):
+    with pytest.raises(TypeError, match="k must be an int"):
+        top_activations(model, images, "conv1", k=2.5, progress=False)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        top_activations(model, images, "conv1", batch_size=0, progress=False)
+    with pytest.raises(TypeError, match="images must be a tensor"):
+        top_activations(model, "photos/", "conv1", progress=False)
+    with pytest.raises(ValueError, match="at least one layer; valid: conv1"):
+        top_activations_layers(model, images, [], progress=False)

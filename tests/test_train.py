@@ -236,3 +236,40 @@ def test_history_reads_as_its_last_epoch():
     assert train.History.from_state(history.state(), 2).val_accuracy == [0.3, 0.61]
     with pytest.raises(ValueError, match="3 finite values"):
         train.History.from_state(history.state(), 3)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(epochs=0), ValueError, "epochs must be at least 1"),
+    (dict(epochs=1.5), TypeError, "epochs must be an int"),
+    (dict(lr=-1.0), ValueError, "lr must be more than 0"),
+    (dict(lr=float("nan")), ValueError, "lr must be finite"),
+    (dict(batch_size=0), ValueError, "batch_size must be at least 1"),
+    (dict(momentum=-0.5), ValueError, "momentum must be at least 0"),
+])
+def test_bad_training_arguments_are_named(options, error, message):
+    data = SyntheticImages("train", 8, seed=1)
+    with pytest.raises(error, match=message):
+        train.train(models.mini_alexnet(10), data, **{"epochs": 1, **options}, device="cpu", progress=False)
+
+
+def test_empty_data_is_refused_for_training_and_for_accuracy():
+    empty = SyntheticImages("train", 0)
+    with pytest.raises(ValueError, match="train_set holds no images"):
+        train.train(models.mini_alexnet(10), empty, epochs=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="accuracy is undefined"):
+        train.evaluate(models.mini_alexnet(10), empty)
+
+
+def test_top_k_errors_against_a_sort():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(200, 10, generator=g).softmax(1)
+    labels = torch.randint(0, 10, (200,), generator=g)
+    errors = train.top_k_errors(probs, labels, ks=(1, 5, 10))
+    ranked = probs.argsort(dim=1, descending=True, stable=True)
+    for k in (1, 5):
+        inside = (ranked[:, :k] == labels[:, None]).any(1)
+        assert errors[k] == pytest.approx(1 - inside.float().mean().item())
+    assert errors[10] == 0.0
+    assert train.top_k_errors(torch.eye(3), torch.tensor([0, 1, 2]), ks=(1,))[1] == 0.0
+    with pytest.raises(ValueError, match="at most the number of classes"):
+        train.top_k_errors(torch.eye(3), torch.tensor([0, 1, 2]), ks=(5,))

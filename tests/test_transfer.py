@@ -263,3 +263,36 @@ def test_carried_over_needs_the_same_ingredient_in_new_and_old_classes():
     assert kept == {"shape": {1: "disc", 2: "disc"}, "texture": {0: "dots"}}
     with pytest.raises(ValueError, match="one row per channel"):
         transfer.carried_over(new, new_pairs, old[:2], old_pairs)
+
+
+def test_the_probe_is_the_optimum_of_its_objective():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 5, generator=g), torch.randint(0, 3, (60,), generator=g)
+    probe = transfer.fit_probe(x, y, l2=0.1, device="cpu")
+    w, b = probe.weight.clone().requires_grad_(True), probe.bias.clone().requires_grad_(True)
+    xn = (x - probe.mean) / probe.scale
+    loss = torch.nn.functional.cross_entropy(xn @ w.T + b, y) + 0.5 * 0.1 * w.pow(2).sum()
+    gw, gb = torch.autograd.grad(loss, (w, b))
+    assert gw.abs().max() < 1e-4 and gb.abs().max() < 1e-4          # the gradient vanishes
+    strong = transfer.fit_probe(x, y, l2=10.0, device="cpu")
+    assert strong.weight.norm() < 0.5 * w.norm()                    # more L2, smaller weights
+
+
+def test_scratch_accuracy_is_that_of_the_trained_networks_predictions():
+    data = SyntheticImages("heldout", 40, seed=0)
+    train, test = transfer.split_per_class(data.labels, 2)
+    made = []
+
+    def make_model():
+        made.append(models.mini_alexnet(10))
+        return made[-1]
+
+    curve = transfer.scratch_curve(make_model, data, data.labels, train, test, shots=4, draws=1,
+                                   steps=20, device="cpu", progress=False)
+    model = made[-1].eval()
+    x = torch.stack([data[i][0] for i in test.tolist()])
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    truth = data.labels[test]
+    per_class = [float((predicted[truth == c] == c).float().mean()) for c in truth.unique()]
+    assert float(curve.accuracy[0, 0]) == pytest.approx(sum(per_class) / len(per_class), abs=1e-6)

@@ -3,7 +3,18 @@
 ``zfcourse.world()`` gives a chapter its model and validation set; the modules
 hold the paper's methods (see the README for the list).
 """
-from . import correspondence, data, deconv, filters, invariance, models, occlusion, receptive, topk, transfer
+from . import (
+           correspondence,
+           data,
+           deconv,
+           filters,
+           invariance,
+           models,
+           occlusion,
+           receptive,
+           topk,
+           transfer,
+)
 from .infra.device import default_device
 from .worlds import World, world
 

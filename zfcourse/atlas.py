@@ -74,15 +74,15 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from . import deconv, framing, receptive, reverse, topk
 from .data import labels as dataset_labels
 from .deconv import projection_chunks
-from .infra import cache, sprites
-from .infra.fingerprint import fingerprint
-from .infra.device import compute_device, placed
 from .framing import image_frames, signed_scale
+from .infra import cache, sprites
+from .infra.device import compute_device, placed
+from .infra.fingerprint import fingerprint
+from .infra.progress import tqdm
 from .models import activations, conv_of, layer_names
 from .topk import chance_purity, top_activations_layers
 

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .infra.device import compute_device, placed
+from .infra.progress import tqdm
 from .models import activations, check_images, layer_index
 from .occluder import fill_value
 
@@ -65,7 +65,11 @@ def box_masks(boxes: Tensor, size: int | tuple[int, int]) -> Tensor:
 
 
 def _as_masks(parts: Tensor, shape: tuple[int, int]) -> Tensor:
-    parts = torch.as_tensor(parts)
+    try:
+        parts = torch.as_tensor(parts)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"parts must be boxes [N, 4] (top, left, bottom, right) or masks "
+                        f"[N, {shape[0]}, {shape[1]}]; got {type(parts).__name__}") from None
     if parts.dim() == 2 and parts.shape[1] == 4:
         return box_masks(parts, shape)
     if parts.dim() == 3 and tuple(parts.shape[1:]) == tuple(shape):

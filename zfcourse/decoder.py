@@ -35,11 +35,12 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .infra.cache import cache_dir, cached, key
-from .infra.fingerprint import fingerprint
+from .infra.checks import count, number
 from .infra.device import model_device, seeded
+from .infra.fingerprint import fingerprint
+from .infra.progress import tqdm
 from .models import activations, check_images, layer_index, sequence
 
 __all__ = ["Decoder", "fit", "learned_decoder", "for_world", "unit_picture", "outside_variation",
@@ -119,8 +120,8 @@ def fit(model: nn.Module, images: Tensor, layer: str, *, steps: int = 300, batch
     follows a cosine from ``lr`` to zero. Returns the decoder (eval mode, on the model's
     device) and its history: the loss every step and the seconds it took.
     """
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
+    steps, batch_size = count(steps, "steps"), count(batch_size, "batch_size")
+    lr, width = number(lr, "lr", 0, above=True), count(width, "width")
     check_images(model, images, layer)
     device = model_device(model)
     channels, map_size = _layer_shape(model, layer, images.to(device))

@@ -11,20 +11,21 @@ pixels, module by module, with what the forward pass recorded (:mod:`zfcourse.re
               R_in = R_out * [x > 0]           rule="gradient" (Simonyan et al. 2014)
     filter:   R_in = W^T R_out                 conv_transpose2d with the layer's own W, no bias
     dense:    R_in = W^T R_out
-    norm:     R_in = J_LRN(x)^T R_out          lrn="backward" (default)
-              R_in = R_out                     lrn="identity"
+    norm:     R_in = R_out                     lrn="identity" (default, the paper)
+              R_in = J_LRN(x)^T R_out          lrn="backward"
 
 The three rules differ only at the ReLUs, so each projection is the backward pass of the
-same network with the ReLU's backward replaced; with ``rule="gradient"`` it is
+same network with the ReLU's backward replaced (and, with ``lrn="identity"``, the
+normalisation's skipped); with ``rule="gradient"`` and ``lrn="backward"`` it is
 ``a * da/d(images)``. :func:`project_autograd` computes the same thing with autograd, as
 per-neuron attribution libraries do; the two agree to float precision.
 
-Contrast normalisation. The paper does not say how its deconvnet passes the local
-contrast normalisation of layers 1 and 2. By default (``lrn="backward"``) the reverse
-pass applies the normalisation's own vector-Jacobian product at the recorded input: then
-``rule="gradient"`` is exactly the gradient, and all three rules remain the backward pass
-of one network under a ReLU rule, comparable with autograd. ``lrn="identity"`` passes the
-signal straight through, as a deconvnet that ignores the normalisation would. With the
+Contrast normalisation. The paper's reconstruction path does not use the contrast
+normalisation of layers 1 and 2 (Sec. 2.1): by default (``lrn="identity"``) the signal
+passes straight through it. ``lrn="backward"`` applies the normalisation's own
+vector-Jacobian product at the recorded input instead: then ``rule="gradient"`` is
+exactly the gradient, and all three rules are the backward pass of one network under a
+ReLU rule, the form autograd computes (:func:`project_autograd` takes both). With the
 constants of AlexNet and ZFNet (``k=2``, ``alpha=1e-4``) the normalisation is close to
 the constant factor ``k^-beta`` (about 0.59), so the two give nearly proportional
 projections (to 0.03% with ZFNet's random initial weights).
@@ -63,14 +64,14 @@ __all__ = ["project", "projection_chunks", "project_autograd", "outside_share", 
            "RULES", "LRN_OPTIONS", "SUPPORTED"]
 
 RULES = reverse.RULES
-LRN_OPTIONS = ("backward", "identity")
+LRN_OPTIONS = ("identity", "backward")
 SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.LocalResponseNorm, nn.Dropout,
              nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)
 
 
 def project(model: nn.Module, images: Tensor, layer: str, channel: int | Tensor,
             position: tuple[int, int] | Tensor | None = None, rule: str = "deconvnet", *,
-            lrn: str = "backward", chunk_size: int = 64) -> Tensor:
+            lrn: str = "identity", chunk_size: int = 64) -> Tensor:
     """Project neurons of ``layer`` to pixel space by an explicit reverse pass (see the module doc).
 
     Args:
@@ -81,7 +82,8 @@ def project(model: nn.Module, images: Tensor, layer: str, channel: int | Tensor,
         position: None (strongest), ``(h, w)``, LongTensor ``[N, 2]`` or ``[N, M, 2]``;
             must be None for dense layers.
         rule: ``"deconvnet"``, ``"guided"`` or ``"gradient"``: the ReLU's reverse step.
-        lrn: ``"backward"`` or ``"identity"``: the normalisation's reverse step.
+        lrn: ``"identity"`` (the paper: skipped) or ``"backward"`` (its vector-Jacobian
+            product): the normalisation's reverse step.
         chunk_size: neurons per reverse pass; memory grows with it, about three times
             ``chunk_size`` times the largest feature map.
 
@@ -109,7 +111,7 @@ def project(model: nn.Module, images: Tensor, layer: str, channel: int | Tensor,
 
 
 def projection_chunks(model: nn.Module, images: Tensor, neurons: dict[str, tuple[Tensor, Tensor, Tensor]],
-                      rule: str = "deconvnet", *, lrn: str = "backward", chunk_size: int = 64):
+                      rule: str = "deconvnet", *, lrn: str = "identity", chunk_size: int = 64):
     """Project neurons of several conv or pooling layers from one forward pass of ``images``.
 
     ``neurons[layer] = (image, channel, position)``: LongTensors ``[E]``, ``[E]`` and
@@ -267,7 +269,7 @@ class _PassThrough(torch.autograd.Function):
 
 def project_autograd(model: nn.Module, images: Tensor, layer: str, channel: int | Tensor,
                      position: tuple[int, int] | Tensor | None = None, rule: str = "deconvnet", *,
-                     lrn: str = "backward") -> Tensor:
+                     lrn: str = "identity") -> Tensor:
     """The same projections as :func:`project`, by autograd: the reference it is checked against.
 
     One forward pass with autograd, the ReLUs' backward replaced by ``rule`` through a

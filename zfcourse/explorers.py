@@ -19,7 +19,6 @@ in the browser switches the view without Python.
 from __future__ import annotations
 
 import io
-import os
 from typing import Callable, Sequence
 
 import ipywidgets as W
@@ -34,20 +33,14 @@ from .figures.fig2 import channel_figure
 from .figures.fig4 import one_epoch
 from .figures.pooling import pooling_html, show_pooling
 from .figures.projections import show_projections
+from .infra.progress import on_static_site
 from .reverse import pool_unpool, pooling_array
 from .topk import TopK
-
 
 __all__ = ["show_in", "on_static_site", "linked_views", "feature_map_explorer", "pooling_explorer",
            "projection_explorer", "top9_explorer", "evolution_explorer"]
 
-SITE = "ZFCOURSE_SITE"   # set to "1" by the book's Sphinx extension while it builds the website
 DPI = 48                 # of the twins' pictures: legible at page width, small in the page's state
-
-
-def on_static_site() -> bool:
-    """Whether the notebook runs to build the static website (``$ZFCOURSE_SITE == "1"``)."""
-    return os.environ.get(SITE) == "1"
 
 
 def _picture(fig, dpi: int = DPI) -> W.Image:

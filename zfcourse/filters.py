@@ -2,8 +2,10 @@
 
 Zeiler & Fergus find AlexNet's first-layer filters "a mix of extremely high and
 low frequency information, with little coverage of the mid frequencies", and a
-few "dead" filters; 7x7 filters at stride 2 (instead of 11x11 at stride 4) and
-renormalising large filters fix both. This module puts numbers on the two claims.
+few "dead" filters. The paper credits the 7x7 filters at stride 2 (instead of 11x11
+at stride 4) with fixing both (Fig. 6 (c)), and renormalising large filters (Sec. 3)
+with preventing one filter from dominating (Fig. 6 (a)). This module puts numbers on
+the claims.
 
 **Dead filters** (:func:`dead_filters`). Filter ``f`` of a conv layer is dead if
 

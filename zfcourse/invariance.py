@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .infra.checks import count
 from .infra.device import compute_device, placed
+from .infra.progress import tqdm
 from .models import check_images, layer_index, sequence
 from .occluder import fill_value, per_image
 
@@ -153,12 +154,14 @@ def invariance_curves(model: nn.Module, images: Tensor, target=None, kind: str =
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layers must name at least one layer, e.g. ('conv1', 'fc7')")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = count(batch_size, "batch_size")
     device = torch.device(device) if device is not None else compute_device(model)
     modules = sequence(model)
     at = {layer_index(model, layer): layer for layer in layers}
     values = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+    if len(values) == 0 or not torch.isfinite(values).all():
+        raise ValueError(f"values must hold at least one finite transformation parameter, got "
+                         f"{values.tolist()}")
     n, V = len(images), len(values)
 
     def run(x):

@@ -16,7 +16,7 @@ feature-evolution figure (Fig. 4).
 
 :func:`trained_plain` trains without normalisation layers, as the paper did, so
 that filter renormalisation means something: plain SGD from the paper's
-N(0, 1e-2) filters in layer 1. Above layer 1 it draws the initial weights
+filters in layer 1 (normal, mean 0, standard deviation 1e-2). Above layer 1 it draws the initial weights
 with He et al.'s (2015) scale instead: with 1e-2 everywhere the signal shrinks
 by about ten times per layer and eight layers do not leave chance level in a
 CPU budget (:data:`PLAIN` has the recipe).

@@ -7,6 +7,11 @@ Fergus (2014): ``conv1``..``conv5`` are the *rectified* convolution outputs,
 ``pool1``, ``pool2``, ``pool5`` the max-pooling outputs, ``norm1``, ``norm2`` the
 contrast-normalised maps where a model has them, ``fc6``, ``fc7`` the rectified
 dense layers and ``fc8`` the logits.
+
+Every network pools adaptively before its dense layers, so it takes any image size at
+which its layers can compute: :func:`check_images` follows the modules' own size
+formulas and refuses only images too small for the layer asked for, naming the
+smallest (63 x 63 for torchvision's AlexNet, 47 x 47 for ZFNet).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .infra.checks import count, layer_list
 from .infra.device import placed
 
 __all__ = [
@@ -72,7 +78,8 @@ def _convnet(conv1: nn.Conv2d, conv2: nn.Conv2d, widths, hidden: int, num_classe
         flatten=nn.Flatten(),
         classifier=classifier,
     ))
-    # The paper's initialisation: weights from N(0, 1e-2), biases 0 (Sec. 3). Small
+    # The paper's initialisation (Sec. 3): weights normal with mean 0 and standard
+    # deviation 1e-2 (the paper writes 10^-2), biases 0. Small
     # initial filters let training, not the random start, shape what layer 1 shows.
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -186,10 +193,19 @@ def layer_names(model: nn.Module) -> list[str]:
 
 def layer_index(model: nn.Module, name: str) -> int:
     """Position of the named layer in :func:`sequence`; a KeyError lists the valid names."""
-    for i, (n, _) in enumerate(_named_sequence(model)):
+    named = _named_sequence(model)
+    for i, (n, _) in enumerate(named):
         if n == name:
             return i
-    raise KeyError(f"unknown layer {name!r}; this model has {', '.join(layer_names(model))}")
+    valid = [n for n, _ in named if n is not None]
+    if not valid:
+        raise KeyError(f"unknown layer {name!r}: this model has no layer the course can name. Names "
+                       f"come from a sequence of standard modules (Conv2d, ReLU, MaxPool2d, "
+                       f"LocalResponseNorm, Linear; see zfcourse.models.sequence), and this model is "
+                       f"one {type(model).__name__} block; write it as an nn.Sequential")
+    if not isinstance(name, str):
+        raise TypeError(f"a layer is named by a string ({', '.join(valid)}), got {name!r}")
+    raise KeyError(f"unknown layer {name!r}; this model has {', '.join(valid)}")
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -299,9 +315,7 @@ def activations(model: nn.Module, images: torch.Tensor, layers: str | list[str])
     The model runs in eval mode (dropout off, batch-norm statistics frozen; its mode is
     put back after), and a recorded output is copied when a later module works in place,
     so each layer's value is the same whichever other layers are asked for."""
-    layers = [layers] if isinstance(layers, str) else list(layers)
-    if not layers:
-        raise ValueError("layers must name at least one layer; valid: " + ", ".join(layer_names(model)))
+    layers = layer_list(layers, layer_names(model))
     wanted = {layer_index(model, name): name for name in layers}
     check_images(model, images, wanted[max(wanted)])
     modules = sequence(model)[: max(wanted) + 1]
@@ -365,7 +379,7 @@ def summary(model: nn.Module, size: int | None = None) -> list[dict]:
     model's ``input_size``), so the table describes the model as built, not as
     documented. Parameters are those of the modules since the previous named layer.
     """
-    size = size or getattr(model, "input_size", 224)
+    size = getattr(model, "input_size", 224) if size is None else count(size, "size")
     first = next(m for m in sequence(model) if isinstance(m, nn.Conv2d))
     device = first.weight.device
     with placed(model):

@@ -44,12 +44,17 @@ def fill_value(fill, channels: int, device=None, dtype=torch.float32) -> Tensor:
     """
     if hasattr(fill, "normalize") and hasattr(fill, "val"):
         fill = fill.normalize(mean_colour(fill)[:, None, None])
-    if isinstance(fill, numbers.Real):
-        return torch.full((channels, 1, 1), float(fill), device=device, dtype=dtype)
-    value = torch.as_tensor(fill, dtype=dtype).to(device).reshape(-1)
+    what = f"fill must be a number, {channels} numbers (one per channel) or a World"
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        fill = [fill]
+    try:
+        value = torch.as_tensor(fill, dtype=dtype).to(device).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{what}; got {fill!r}") from None
     if value.numel() not in (1, channels):
-        raise ValueError(f"fill must be a number, {channels} numbers (one per channel) or a World; "
-                         f"got {value.numel()} numbers")
+        raise ValueError(f"{what}; got {value.numel()} numbers")
+    if not torch.isfinite(value).all():
+        raise ValueError(f"{what}, all finite; got {value.tolist()}")
     return value.expand(channels).reshape(channels, 1, 1).clone()
 
 
@@ -68,7 +73,12 @@ def occluded(images: Tensor, top: Tensor, left: Tensor, window: tuple[int, int],
 
 
 def per_image(value, n: int, name: str, device) -> Tensor:
-    """``value`` (an int or one per image) as a LongTensor ``[n]``."""
+    """``value`` (an int or one per image) as a LongTensor ``[n]``; floats are refused."""
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or (
+            torch.is_tensor(value) and not value.is_floating_point() and value.dtype != torch.bool)
+            or (isinstance(value, (list, tuple)) and all(isinstance(v, numbers.Integral)
+                                                         and not isinstance(v, bool) for v in value))):
+        raise TypeError(f"{name} must be an int or one int per image ({n}), got {value!r}")
     value = torch.as_tensor(value, dtype=torch.long, device=device).reshape(-1)
     if value.numel() == 1:
         value = value.expand(n)

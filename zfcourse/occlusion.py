@@ -39,9 +39,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .infra.checks import count
 from .infra.device import compute_device, placed
+from .infra.progress import tqdm
 from .local_pass import LocalPass, apply, run
 from .models import check_images, layer_index, sequence
 from .occluder import fill_value, mean_colour, occluded, per_image
@@ -153,9 +154,13 @@ def drop_by_overlap(result: Occlusion, masks: Tensor, bins=OVERLAP_BINS) -> Tens
 
 
 def _pair(value, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and v >= 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them (height, width), got {value!r}")
+    what = f"{name} must be a positive int or a pair of them (height, width), got {value!r}"
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    if not isinstance(pair, (tuple, list)) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair):
+        raise TypeError(what)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(what)
     return int(pair[0]), int(pair[1])
 
 
@@ -202,9 +207,8 @@ def occlusion_map(model: nn.Module, images: Tensor, target=None, window=8, strid
     H, W = images.shape[-2:]
     if window[0] > H or window[1] > W:
         raise ValueError(f"the occluder ({window[0]}x{window[1]}) must fit in the image ({H}x{W})")
-    batch_size = batch_size or max(1, 2 ** 24 // images[0].numel())
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = max(1, 2 ** 24 // images[0].numel()) if batch_size is None else \
+        count(batch_size, "batch_size")
     device = torch.device(device) if device is not None else compute_device(model)
     modules = sequence(model)
     at = layer_index(model, layer) if layer is not None else None

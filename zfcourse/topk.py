@@ -30,12 +30,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
-from tqdm.auto import tqdm
 
 from . import deconv, receptive
 from .infra.cache import load, save_atomic
+from .infra.checks import count, layer_list
 from .infra.device import compute_device, model_device, placed
-from .models import check_images, layer_index, sequence
+from .infra.progress import tqdm
+from .models import check_images, layer_index, layer_names, sequence
 
 __all__ = ["TopK", "top_activations", "top_activations_layers", "purity", "chance_purity",
            "centre_on_object"]
@@ -144,11 +145,12 @@ def top_activations_layers(model: nn.Module, images, layers, k: int = 9, batch_s
     order of ``layers``; each result also counts, per channel, the images whose
     score is positive (``TopK.active``: the channel fires somewhere in them).
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    layers = list(layers)
-    if not layers:
-        raise ValueError("layers must name at least one layer")
+    k, batch_size = count(k, "k"), count(batch_size, "batch_size")
+    layers = layer_list(layers, layer_names(model))
+    if isinstance(images, (str, bytes)) or not (isinstance(images, DataLoader) or (
+            hasattr(images, "__len__") and hasattr(images, "__getitem__"))):
+        raise TypeError(f"images must be a tensor [N, C, H, W], a Dataset (or a list of images) or "
+                        f"a DataLoader, got {type(images).__name__}")
     device = torch.device(device) if device is not None else compute_device(model)
     where = {layer_index(model, name): name for name in layers}
     deepest = where[max(where)]

@@ -32,13 +32,14 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from .infra.cache import cache_dir, key
-from .infra.fingerprint import fingerprint
-from .infra.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from .infra.device import default_device, placed, seeded
 from .filters import filter_rms
+from .infra.cache import cache_dir, key
+from .infra.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .infra.checks import count, number
+from .infra.device import default_device, placed, seeded
+from .infra.fingerprint import fingerprint
+from .infra.progress import tqdm
 from .models import conv_of, sequence
 
 
@@ -121,14 +122,16 @@ def _batches(dataset: Dataset, batch_size: int, shuffle: bool, generator: torch.
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device=None) -> float:
-    """Top-1 accuracy of ``model`` on ``dataset``."""
+    """Top-1 accuracy of ``model`` on ``dataset`` (a ValueError for an empty one)."""
+    if len(dataset) == 0:
+        raise ValueError("dataset holds no images: its accuracy is undefined")
     device = device or next(model.parameters()).device
     correct = total = 0
     with placed(model, device):
         for x, y in _batches(dataset, batch_size, False, None):
             correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
             total += len(y)
-    return correct / max(total, 1)
+    return correct / total
 
 
 @torch.no_grad()
@@ -145,6 +148,26 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 128, device=No
             probs.append(model(x.to(device)).softmax(1).cpu())
             labels.append(torch.as_tensor(y))
     return torch.cat(probs), torch.cat(labels)
+
+
+def top_k_errors(probs: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, float]:
+    """The top-k error of each ``k`` in ``ks`` (Table 2): the share of items whose label is
+    not among the ``k`` classes of largest probability. ``probs`` ``[N, classes]`` as from
+    :func:`predict`; ties count against the label (the lower class index ranks first)."""
+    probs, labels = torch.as_tensor(probs), torch.as_tensor(labels)
+    if probs.dim() != 2 or len(probs) != len(labels) or len(probs) == 0:
+        raise ValueError(f"expected probs [N, classes] and N labels, N > 0; got "
+                         f"{list(probs.shape)} and {list(labels.shape)}")
+    out = {}
+    for k in ks:
+        k = count(k, "k")
+        if k > probs.shape[1]:
+            raise ValueError(f"k must be at most the number of classes ({probs.shape[1]}), got {k}")
+        label_p = probs.gather(1, labels[:, None].long())
+        classes = torch.arange(probs.shape[1])
+        above = (probs > label_p) | ((probs == label_p) & (classes[None] < labels[:, None]))
+        out[k] = float((above.sum(1) >= k).float().mean())
+    return out
 
 
 def confident_mistakes(probs: torch.Tensor, labels: torch.Tensor, k: int | None = None) -> torch.Tensor:
@@ -224,6 +247,13 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None = None, 
     if the file exists, first resumes from it: the result is the same as without
     the interruption.
     """
+    epochs, batch_size = count(epochs, "epochs"), count(batch_size, "batch_size")
+    lr, momentum = number(lr, "lr", 0, above=True), number(momentum, "momentum", 0)
+    weight_decay, warmup_epochs = number(weight_decay, "weight_decay", 0), number(warmup_epochs, "warmup_epochs", 0)
+    if renorm_radius is not None:
+        renorm_radius = number(renorm_radius, "renorm_radius", 0, above=True)
+    if len(train_set) == 0:
+        raise ValueError("train_set holds no images")
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
     if batchnorm and renorm_radius is not None:

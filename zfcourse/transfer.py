@@ -46,12 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from .data.caltech import ImageFiles, caltech101
-from .infra.cache import cache_dir, cached, key as cache_key
-from .infra.fingerprint import fingerprint
+from .infra.cache import cache_dir, cached
+from .infra.cache import key as cache_key
 from .infra.device import default_device, model_device, placed, seeded
+from .infra.fingerprint import fingerprint
+from .infra.progress import tqdm
 from .models import activations, layer_index, layer_names
 from .train import train as train_model
 

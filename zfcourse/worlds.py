@@ -28,11 +28,11 @@ from torch.utils.data import Dataset, Subset
 from . import atlas, models, transfer
 from .data import synthetic
 from .data.normalization import Normalization
+from .infra import current
 from .infra.cache import cache_dir, key
+from .infra.device import default_device, seeded
 from .infra.fingerprint import fingerprint
 from .infra.paths import data_dir, env_int, imagenette_folder, imagenette_size
-from .infra import current
-from .infra.device import default_device, seeded
 from .train import History, train_cached
 
 WORLDS = ("imagenet", "synthetic", "auto")

@@ -86,3 +86,11 @@ def test_part_labels_group_images_by_texture_and_shape():
     parts = synthetic.part_labels(classes, [0, 1, 2, 2])
     assert parts["texture"].tolist() == [1, 0, 1, 1]        # dotted < striped
     assert parts["shape"].tolist() == [1, 1, 0, 0]          # disc < square
+
+
+def test_counts_are_checked():
+    with pytest.raises(ValueError, match="n must be at least 0"):
+        synthetic.SyntheticImages("train", -1)
+    with pytest.raises(TypeError, match="n must be an int"):
+        synthetic.SyntheticImages("train", 2.5)
+    assert len(synthetic.SyntheticImages("train", 0)) == 0

@@ -43,8 +43,10 @@ through (the imagenet world: shorter side to 256, centre 224 x 224 crop; the
 synthetic world: shorter side to 64, centre crop). Any other ``size`` keeps the
 world's normalisation but not its geometry: the shorter side is resized to
 ``size`` and the centre ``size x size`` square is kept, then ``world.normalize``.
-That serves display, and networks that take other sizes (torchvision's AlexNet
-does); the synthetic world's networks take 64 x 64 only.
+That serves display, and the networks take other sizes too (every network of the
+course pools adaptively before its dense layers; see
+:func:`zfcourse.models.check_images` for the smallest size each layer needs), though
+the minis were trained at 64 x 64 and see best at that scale.
 
 Unreadable files (not an image, empty, truncated, corrupt) raise
 :class:`ImageReadError` naming the file, or with ``skip_bad=True`` are skipped
@@ -61,9 +63,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from ..infra import current
+from ..infra.progress import tqdm
 
 __all__ = ["IMAGE_SUFFIXES", "GREY", "ImageReadError", "image_files", "read_image", "load_images",
            "ImageFolderDataset", "labels"]

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ..infra.cache import cache_dir, cached, key
 from ..infra.paths import data_dir, imagenette_folder, imagenette_size
+from ..infra.progress import tqdm
 from .files import read_image
 from .normalization import IMAGENET, Normalization
 

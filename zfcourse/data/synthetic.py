@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..infra.checks import count
 from .normalization import SYNTHETIC
 
 SHAPES = ("disc", "square", "triangle", "cross", "ring")
@@ -232,6 +233,7 @@ class SyntheticImages(Dataset):
     def __init__(self, split: str = "train", n: int = 1000, seed: int = 0):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        n, seed = count(n, "n", minimum=0), count(seed, "seed", minimum=0)
         self.split, self.seed = split, seed
         self.images, self.masks, self.labels = render(range(n), split, seed)
         pairs = HELDOUT_PAIRS if split == "heldout" else TRAIN_PAIRS

@@ -14,8 +14,18 @@ compute nothing the methods could not.
 * :mod:`.tables`: tables of results, HTML on the page (:func:`.tables.table`).
 """
 from . import common, fig2, fig4, fig5, fig6, fig7, fig9, pooling, projections, tables
-from .common import (draw_box, feature_maps, image_grid, montage, scale_each, show_feature_map, show_filters,
-                     show_image, signed_scale, to_rgb)
+from .common import (
+                     draw_box,
+                     feature_maps,
+                     image_grid,
+                     montage,
+                     scale_each,
+                     show_feature_map,
+                     show_filters,
+                     show_image,
+                     signed_scale,
+                     to_rgb,
+)
 from .tables import Table, table
 
 __all__ = ["common", "pooling", "projections", "fig2", "fig4", "fig5", "fig6", "fig7", "fig9", "tables",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..explorers import SITE
+from ..infra.progress import SITE
 from . import atlas_page
 
 __all__ = ["setup"]
