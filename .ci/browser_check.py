@@ -73,11 +73,34 @@ def check(page, url: str) -> list[str]:
         rendered = page.evaluate("document.querySelectorAll('.jupyter-widgets').length")
         if rendered == 0:
             errors.append(f"{expected} widget(s) embedded, none rendered")
+    errors += figure_errors(page)
     bars = page.evaluate("document.querySelectorAll('.widget-hprogress, .widget-vprogress').length")
     if bars:   # a finished progress bar on a static page says nothing and leaves a gap
         errors.append(f"{bars} progress bar(s) on the page")
     broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
     errors += [f"image did not load: {src}" for src in broken]
+    return errors
+
+
+# The article's pictures, less the explorers' views (they change as controls move) and the
+# atlas's tiles (labelled by the atlas itself): [src, alt, has a caption].
+PICTURES = """() => Array.from(document.querySelectorAll('article img, main img'))
+    .filter(i => !i.closest('.jupyter-widgets') && !i.closest('#atlas'))
+    .map(i => { const f = i.closest('figure');
+                return [i.getAttribute('src') || '', (i.getAttribute('alt') || '').trim(),
+                        !!(f && f.querySelector('figcaption'))]; })"""
+FILE_NAME = re.compile(r"(^|/)[\w.-]+\.(png|jpe?g|svg|gif|webp)$|^[0-9a-f]{16,}", re.I)
+
+
+def figure_errors(page) -> list[str]:
+    """A picture needs alt text that describes it (not a file name) and a caption."""
+    errors = []
+    for src, alt, captioned in page.evaluate(PICTURES):
+        name = src.rsplit("/", 1)[-1][:40]
+        if not alt or FILE_NAME.search(alt) or alt == src:
+            errors.append(f"image without a descriptive alt text: {name} (alt {alt[:40]!r})")
+        if not captioned:
+            errors.append(f"figure without a caption: {name}")
     return errors
 
 

@@ -180,9 +180,12 @@ def test_caltech101_standin_loads_as_rgb_and_splits_as_the_paper(tmp_path, monke
     assert task.labels[task.test].bincount().tolist() == [1, 15, 50]
     assert task.labels[task.train].bincount().tolist() == [30, 30, 40]
     assert not set(task.train.tolist()) & set(task.test.tolist())
-    feats = transfer.features(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU()), _Floats(task.data),
-                              "conv1", cache=False, batch_size=50, num_workers=0, progress=False)["conv1"]
-    assert feats.shape == (166, 2 * 4 * 4)
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.ReLU())
+    feats = transfer.features(net, _Floats(task.data), ["conv1", "conv2"], cache=False, batch_size=50,
+                              num_workers=0, progress=False)
+    assert feats["conv1"].shape == (166, 2 * 4 * 4)       # pooled to 4 x 4 cells
+    assert feats["conv2"].shape == (166, 2 * 6 * 8)       # the last conv layer: its whole map
 
 
 def test_missing_caltech101_is_a_clear_error(tmp_path):

@@ -7,24 +7,16 @@ scratch reaches 22.8% and 46.5% (Table 4). Table 7 puts a classifier on the feat
 each layer in turn.
 
 **Features.** :func:`features` is a layer's output for every image of a data set, one
-row per image. A convolutional map ``[C, H, W]`` is first average-pooled to at most
-``grid x grid`` cells, so that the early layers' features stay a manageable size (the
-paper does not say how it fed layers 1-4 to its SVM); dense layers are taken as they are.
+row per image. A convolutional map ``[C, H, W]`` of layers 1-4 is first average-pooled to
+at most ``grid x grid`` cells, so that the early layers' features stay a manageable size
+(the paper does not say how it fed layers 1-4 to its SVM); the last conv layer's maps
+(layer 5, as the paper's Table 7 takes it) and the dense layers are taken whole.
 Results are cached on disk, keyed by the model's weights, the layer, ``grid`` and the
 data, so a second run reads them back.
 
-**The probe** is multinomial logistic regression (the paper's "softmax") on the frozen
-features. Features are centred by the training mean and divided by one scalar, their mean
-norm, so that every layer, whatever its width, reaches the probe at the same scale. Then
-
-    min_{W, b}  (1/N) sum_i -log softmax(W x_i + b)[y_i]  +  (l2 / 2) ||W||^2
-
-is strictly convex, and full-batch L-BFGS from zero finds its one optimum: no learning
-rate, no epochs, no randomness, the same result on every run. Torch does this in well
-under a second for the sizes here; scikit-learn would add a dependency for the same solver.
-
-**Accuracy** is the mean of the per-class accuracies, the paper's measure for Caltech,
-whose test classes differ in size; on a balanced test set it is plain accuracy.
+**The probe** is a linear classifier on the frozen features, the paper's softmax or its
+linear SVM, with its regularisation fixed or chosen by validation (:mod:`zfcourse.probe`).
+Accuracy is the mean of the per-class accuracies, the paper's measure for Caltech.
 
 **Few shots.** :func:`split_per_class` fixes a test set and a disjoint training pool;
 :func:`draw_shots` picks ``s`` images per class from the pool only. A draw depends on
@@ -54,13 +46,13 @@ from .infra.device import default_device, model_device, placed, seeded
 from .infra.fingerprint import fingerprint
 from .infra.progress import tqdm
 from .models import activations, layer_index, layer_names
+from .probe import L2, LinearProbe, choose_l2, fit_probe, mean_class_accuracy
 from .train import train as train_model
 
 __all__ = ["features", "stage_layers", "split_per_class", "draw_shots",
            "LinearProbe", "fit_probe", "mean_class_accuracy", "top_classes", "consistent_units",
-           "carried_over", "Curve", "gap", "probe_curve", "scratch_curve", "layer_table", "ImageFiles", "caltech101", "Task", "new_task"]
+           "carried_over", "Curve", "gap", "probe_curve", "scratch_curve", "layer_table", "split_table", "ImageFiles", "caltech101", "Task", "new_task"]
 
-L2 = 1e-3
 SHOTS = (1, 2, 5, 10, 20)
 
 
@@ -87,7 +79,8 @@ def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int |
     """The features of every image of ``data`` at ``layers``: ``{layer: [N, D]}``, float32 on the CPU.
 
     ``data`` is a Dataset of ``(image, label)`` items or a tensor of model inputs. Conv
-    maps are average-pooled to at most ``grid x grid`` cells (``None``: not at all), then
+    maps below the last conv layer are average-pooled to at most ``grid x grid`` cells
+    (``None``: not at all); the last conv layer's (layer 5) are kept whole; all are then
     flattened. One pass through the network, in eval mode and no deeper than the deepest
     layer, serves all layers; it runs where the model is. Returns a tensor for one layer
     name, a dict for a list. With ``cache`` each layer is kept in
@@ -100,37 +93,44 @@ def features(model: nn.Module, data, layers: str | Sequence[str], *, grid: int |
         layer_index(model, layer)  # a KeyError naming the valid layers
     if grid is not None and grid < 1:
         raise ValueError(f"grid must be a positive number of cells or None, got {grid}")
+    convs = [n for n in layer_names(model) if n.startswith("conv")]
+    top = layer_index(model, convs[-1]) if convs else -1
+    grids = {layer: None if layer_index(model, layer) >= top else grid for layer in layers}
     computed: dict[str, torch.Tensor] = {}
 
     def extract() -> dict[str, torch.Tensor]:
         if not computed:
-            computed.update(_extract(model, data, layers, grid, batch_size, num_workers, progress))
+            computed.update(_extract(model, data, grids, batch_size, num_workers, progress))
         return computed
 
     if not cache:
         out = extract()
     else:
-        config = dict(arch=str(model), weights=fingerprint(model), data=key or fingerprint(data), grid=grid)
+        config = dict(arch=str(model), weights=fingerprint(model), data=key or fingerprint(data))
         n = len(data)
 
         def validate(obj):
             if obj["features"].dim() != 2 or obj["features"].shape[0] != n:
                 raise ValueError(f"expected features for {n} images, found shape {tuple(obj['features'].shape)}")
 
-        out = {layer: cached(cache_dir() / "features" / f"{layer}-{cache_key(layer=layer, **config)}.pt",
+        out = {layer: cached(cache_dir() / "features" /
+                             f"{layer}-{cache_key(layer=layer, grid=grids[layer], **config)}.pt",
                              lambda layer=layer: {"features": extract()[layer]}, validate)["features"]
                for layer in layers}
     return {layer: out[layer] for layer in layers}
 
 
 @torch.no_grad()
-def _extract(model, data, layers, grid, batch_size, num_workers, progress) -> dict[str, torch.Tensor]:
+def _extract(model, data, grids, batch_size, num_workers, progress) -> dict[str, torch.Tensor]:
+    """Each layer's maps pooled to ``grids[layer]`` cells at most (None: whole)."""
     device = model_device(model)
+    layers = list(grids)
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     with placed(model, device):
         for x in tqdm(_inputs(data, batch_size, num_workers), desc="features", disable=not progress,
                       total=math.ceil(len(data) / batch_size)):
             for layer, a in activations(model, x.to(device), layers).items():
+                grid = grids[layer]
                 if a.dim() == 4 and grid is not None and max(a.shape[2:]) > grid:
                     a = F.adaptive_avg_pool2d(a, (min(grid, a.shape[2]), min(grid, a.shape[3])))
                 chunks[layer].append(a.flatten(1).float().cpu())
@@ -247,68 +247,7 @@ def _seed(seed: int, shots: int, draw: int) -> int:
     return (seed * 1_000_003 + shots * 1_009 + draw) % (2 ** 63)
 
 
-# --------------------------------------------------------------------------- the probe
-
-@dataclass(repr=False)
-class LinearProbe:
-    """A softmax classifier on frozen features: ``logits = W (x - mean) / scale + b``."""
-    weight: torch.Tensor  # [C, D]
-    bias: torch.Tensor    # [C]
-    mean: torch.Tensor    # [D]
-    scale: float
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.weight.device, torch.float32)
-        return ((x - self.mean) / self.scale) @ self.weight.T + self.bias
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self(x).argmax(1).cpu()
-
-    def __repr__(self) -> str:
-        return f"LinearProbe(classes={self.weight.shape[0]}, features={self.weight.shape[1]})"
-
-
-def fit_probe(x: torch.Tensor, y, num_classes: int | None = None, l2: float = L2, max_iter: int = 200,
-              device=None) -> LinearProbe:
-    """Multinomial logistic regression with an L2 penalty, by full-batch L-BFGS (module docstring).
-
-    Runs on ``device`` (default: CUDA when present, else the CPU).
-    """
-    if l2 <= 0:
-        raise ValueError(f"l2 must be positive (it makes the problem strictly convex), got {l2}")
-    device = torch.device(device) if device is not None else default_device()
-    x = x.to(device, torch.float32)
-    y = torch.as_tensor(y, dtype=torch.long).to(device)
-    if x.dim() != 2 or len(x) != len(y):
-        raise ValueError(f"expected features [N, D] and N labels, got {tuple(x.shape)} and {tuple(y.shape)}")
-    num_classes = num_classes or int(y.max()) + 1
-    mean = x.mean(0)
-    x = x - mean
-    scale = float(x.norm(dim=1).mean()) or 1.0
-    x = x / scale
-    w = torch.zeros(num_classes, x.shape[1], device=device, requires_grad=True)
-    b = torch.zeros(num_classes, device=device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-6, tolerance_change=1e-10)
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ w.T + b, y) + 0.5 * l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return LinearProbe(w.detach(), b.detach(), mean, scale)
-
-
-def mean_class_accuracy(pred, target) -> float:
-    """The mean over the classes present in ``target`` of each class's accuracy."""
-    pred, target = _labels(pred), _labels(target)
-    classes, counts = target.unique(return_counts=True)
-    hits = torch.zeros(int(target.max()) + 1).index_add_(0, target, (pred == target).float())
-    return float((hits[classes] / counts).mean())
-
+# --------------------------------------------------------------------------- what transfers
 
 def top_classes(topk, data) -> tuple[torch.Tensor, torch.Tensor]:
     """For each channel of a :class:`zfcourse.topk.TopK` over ``data``, the most common class
@@ -422,26 +361,51 @@ def _shot_list(shots) -> list[int]:
 
 
 def probe_curve(feats: torch.Tensor, labels, train, test, shots=SHOTS, draws: int = 5, *, seed: int = 0,
-                l2: float = L2, device=None, label: str = "linear probe", progress: bool = True) -> Curve:
-    """Probe accuracy on ``test`` with ``shots`` images per class drawn from ``train``."""
+                l2: float | None = L2, loss: str = "softmax", device=None, label: str = "linear probe",
+                progress: bool = True) -> Curve:
+    """Probe accuracy on ``test`` with ``shots`` images per class drawn from ``train``.
+    ``loss``: ``"softmax"`` or ``"hinge"`` (the linear SVM); ``l2=None`` chooses the
+    regularisation for each draw by cross-validation on its own images
+    (:func:`zfcourse.probe.choose_l2`)."""
     labels, shots = _labels(labels), _shot_list(shots)
     num_classes = int(labels.max()) + 1
     acc = torch.zeros(len(shots), draws)
     with tqdm(total=len(shots) * draws, desc=label, disable=not progress, leave=False) as bar:
         for i, s in enumerate(shots):
             for d, idx in enumerate(draw_shots(labels, train, s, draws, seed)):
-                probe = fit_probe(feats[idx], labels[idx], num_classes, l2, device=device)
+                x, y = feats[idx], labels[idx]
+                c = choose_l2(x, y, num_classes, loss=loss, device=device) if l2 is None else l2
+                probe = fit_probe(x, y, num_classes, c, device=device, loss=loss)
                 acc[i, d] = mean_class_accuracy(probe.predict(feats[test]), labels[test])
                 bar.update()
     return Curve(shots, acc, label)
 
 
 def layer_table(feats: dict[str, torch.Tensor], labels, train, test, shots: int, draws: int = 5, *, seed: int = 0,
-                l2: float = L2, device=None, progress: bool = True) -> dict[str, Curve]:
+                l2: float | None = L2, loss: str = "softmax", device=None,
+                progress: bool = True) -> dict[str, Curve]:
     """Table 7's experiment: one probe per layer, all on the same draws of ``shots`` per class."""
-    return {layer: probe_curve(f, labels, train, test, shots, draws, seed=seed, l2=l2, device=device,
-                               label=layer, progress=progress)
+    return {layer: probe_curve(f, labels, train, test, shots, draws, seed=seed, l2=l2, loss=loss,
+                               device=device, label=layer, progress=progress)
             for layer, f in tqdm(feats.items(), desc="layers", disable=not progress, leave=False)}
+
+
+def split_table(feats: dict[str, torch.Tensor], labels, splits, shots: int, *, l2: float | None = None,
+                loss: str = "softmax", device=None, progress: bool = True) -> dict[str, Curve]:
+    """Table 7 over several train/test splits (``splits``: ``(train, test)`` pairs, e.g. from
+    :func:`split_per_class` with different seeds): per layer, one draw of ``shots`` per
+    class from each split's training pool, scored on its test set; ``Curve.accuracy`` is
+    ``[1, len(splits)]``, so ``std`` is the spread over splits. Regularisation chosen by
+    validation by default."""
+    splits = list(splits)
+    if not splits:
+        raise ValueError("splits must hold at least one (train, test) pair")
+    out = {}
+    for layer, f in tqdm(feats.items(), desc="layers", disable=not progress, leave=False):
+        curves = [probe_curve(f, labels, train, test, shots, 1, seed=k, l2=l2, loss=loss,
+                              device=device, progress=False) for k, (train, test) in enumerate(splits)]
+        out[layer] = Curve(curves[0].shots, torch.cat([c.accuracy for c in curves], 1), layer)
+    return out
 
 
 def scratch_curve(make_model: Callable[[], nn.Module], data: Dataset, labels, train, test, shots=SHOTS,

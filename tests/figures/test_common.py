@@ -50,3 +50,10 @@ def test_draw_box_outlines_the_pixels_of_the_box():
     plt.close(fig)
 
 
+
+
+def test_categorical_colours_are_distinct_and_colour_blind_safe_up_to_eight():
+    from zfcourse.figures.common import CATEGORICAL, categorical
+    assert categorical(5) == list(CATEGORICAL[:5])
+    many = categorical(12)
+    assert len(set(many)) == 12 and many[:8] == list(CATEGORICAL)

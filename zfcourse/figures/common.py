@@ -18,6 +18,21 @@ from matplotlib.patches import Rectangle
 from .. import models
 
 
+# Okabe & Ito's eight colours, told apart with every common colour-vision deficiency;
+# past eight, tab20's alternate shades follow.
+CATEGORICAL = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+               "#000000")
+
+
+def categorical(n: int) -> list:
+    """``n`` colours for categories, colour-blind safe for up to eight."""
+    if n <= len(CATEGORICAL):
+        return list(CATEGORICAL[:n])
+    import matplotlib.pyplot as plt
+    extra = plt.get_cmap("tab20").colors
+    return list(CATEGORICAL) + [extra[(2 * j + 1) % 20] for j in range(n - len(CATEGORICAL))]
+
+
 def to_rgb(x: torch.Tensor) -> np.ndarray:
     """A [3, H, W] image in [0, 1] -> an H x W x 3 array for imshow."""
     return x.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()

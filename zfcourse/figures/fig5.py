@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ..invariance import IDENTITY, Invariance, transform
-from .common import image_grid
+from .common import categorical, image_grid
 
 __all__ = ["fig5", "transformations"]
 
@@ -28,22 +28,24 @@ def fig5(curves: list[Invariance], labels: list[str] | None = None, relative: bo
         x = c.values.numpy()
         for ax, layer in zip(row, layers):
             y = c.relative(layer) if relative else c.distance[layer]
+            ax.set_prop_cycle(color=categorical(y.shape[1]))
             ax.plot(x, y.numpy(), marker=".", lw=1, alpha=0.8)
             ax.plot(x, y.mean(1).numpy(), color="black", lw=2)
-            ax.set_title(layer, fontsize=9)
-            ax.set_ylabel("distance / norm" if relative else "Euclidean distance", fontsize=8)
+            ax.set_title(layer, fontsize=11)
+            ax.set_ylabel("distance / norm" if relative else "Euclidean distance", fontsize=10)
             if relative:
                 ax.set_ylim(bottom=0)
+        row[-1].set_prop_cycle(color=categorical(c.probability.shape[1]))
         row[-1].plot(x, c.probability.numpy(), marker=".", lw=1, alpha=0.8)
         row[-1].plot(x, c.probability.mean(1).numpy(), color="black", lw=2)
         row[-1].set_ylim(-0.03, 1.03)
-        row[-1].set_title("p(true class)", fontsize=9)
+        row[-1].set_title("p(true class)", fontsize=11)
         for ax in row:
-            ax.set_xlabel(_AXIS[c.kind], fontsize=8)
+            ax.set_xlabel(_AXIS[c.kind], fontsize=10)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
     if labels is not None:
-        axes[0, -1].legend(list(labels) + ["mean"], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+        axes[0, -1].legend(list(labels) + ["mean"], fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                            frameon=False)
     fig.tight_layout()
     return fig

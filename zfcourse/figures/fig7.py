@@ -7,7 +7,7 @@ from matplotlib.patches import Patch, Rectangle
 from torch import Tensor
 
 from ..occlusion import OVERLAP_BINS, OVERLAP_LABELS, Occlusion, drop_by_overlap
-from .common import scale_each, to_rgb
+from .common import categorical, scale_each, to_rgb
 
 __all__ = ["fig7", "overlap_bars"]
 
@@ -29,7 +29,6 @@ def fig7(result: Occlusion, images: Tensor, classes, projections: Tensor | None 
     n = len(result.probability)
     fig, axes = plt.subplots(n, len(panels), figsize=(size * len(panels) + 1.2, size * n + 0.3), squeeze=False)
     H, W = result.image_size
-    palette = plt.get_cmap("tab20").colors
     for i in range(n):
         worst = int(result.drop[i].flatten().argmax())
         top, left = int(result.rows[worst // len(result.cols)]), int(result.cols[worst % len(result.cols)])
@@ -43,26 +42,26 @@ def fig7(result: Occlusion, images: Tensor, classes, projections: Tensor | None 
                 ax.add_patch(Rectangle((left - 0.5, top - 0.5), result.window[1], result.window[0],
                                        fill=False, ec="white", lw=1.5, ls="--"))
                 ax.set_title(f"(a) {classes[int(result.target[i])]}\np = {result.baseline_probability[i]:.2f}",
-                             fontsize=8)
+                             fontsize=10)
             elif panel == "activation":
                 im = ax.imshow(result.activation[i], cmap="viridis", extent=result.extent)
-                ax.set_title(f"(b) {result.layer} map {int(result.channel[i])},\nsummed", fontsize=8)
+                ax.set_title(f"(b) {result.layer} map {int(result.channel[i])},\nsummed", fontsize=10)
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
             elif panel == "projection":
                 ax.imshow(to_rgb(scale_each(projections[i:i + 1])[0]))
-                ax.set_title(f"(c) map {int(result.channel[i])} projected", fontsize=8)
+                ax.set_title(f"(c) map {int(result.channel[i])} projected", fontsize=10)
             elif panel == "probability":
                 im = ax.imshow(result.probability[i], cmap="magma", vmin=0, vmax=1, extent=result.extent)
-                ax.set_title("(d) p(true class)", fontsize=8)
+                ax.set_title("(d) p(true class)", fontsize=10)
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
             else:
                 labels, index = result.predicted[i].unique(return_inverse=True)
-                colours = [palette[(2 * j) % 20 if len(labels) <= 10 else j % 20] for j in range(len(labels))]
+                colours = categorical(len(labels))
                 ax.imshow(index, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(labels) - 0.5,
                           extent=result.extent, interpolation="nearest")
-                ax.set_title("(e) most probable class", fontsize=8)
+                ax.set_title("(e) most probable class", fontsize=10)
                 ax.legend(handles=[Patch(color=c, label=classes[int(k)][:18]) for c, k in zip(colours, labels)],
-                          fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+                          fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
             if outlines is not None and panel != "projection":
                 ax.contour(outlines[i].float().cpu().numpy(), levels=[0.5 * float(outlines[i].max())],
                            colors="white" if panel != "image" else "yellow", linewidths=0.8)

@@ -20,10 +20,10 @@ def _grid(ax, values: Tensor, title: str, cmap: str, highlight: Tensor | None = 
     ax.imshow(values.numpy(), cmap=cmap, vmin=0, vmax=max(float(values.max()), 1e-9), interpolation="nearest")
     for (r, c), v in zip(torch.cartesian_prod(*map(torch.arange, values.shape)).tolist(), values.flatten().tolist()):
         red = highlight is not None and bool(highlight[r, c])
-        ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8,
+        ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=12,
                 color="red" if red else ("black" if v > 0.6 * float(values.max()) else "white"),
                 fontweight="bold" if red else "normal")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=12)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -37,7 +37,7 @@ def show_pooling(p: Pooling, title: str | None = None):
     for (r, c), n in zip(torch.cartesian_prod(*map(torch.arange, p.x.shape)).tolist(), p.windows.flatten().tolist()):
         if n:
             axes[0].add_patch(plt.Circle((c, r), 0.45, fill=False, color="tab:orange" if n == 1 else "red", lw=2))
-            axes[0].text(c + 0.42, r - 0.42, f"{n:.0f}", color="red" if n > 1 else "tab:orange", fontsize=7,
+            axes[0].text(c + 0.42, r - 0.42, f"{n:.0f}", color="red" if n > 1 else "tab:orange", fontsize=10,
                          fontweight="bold", ha="center", va="center",
                          bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none"))
     _grid(axes[1], p.signal, "signal from above\n(one value per window)", "viridis")
