@@ -45,7 +45,10 @@ def test_chapter_opens_with_a_title_and_ends_with_exercises(path):
     cs = cells(path)
     assert cs[0]["cell_type"] == "markdown" and "".join(cs[0]["source"]).startswith("# ")
     assert any("## Exercises" in "".join(c["source"]) for c in cs if c["cell_type"] == "markdown")
-    assert any(":class: dropdown" in "".join(c["source"]) for c in cs if c["cell_type"] == "markdown"), "answers are hidden"
+    markdown = ["".join(c["source"]) for c in cs if c["cell_type"] == "markdown"]
+    # <details> is collapsed in Jupyter, Colab and on the site; a dropdown admonition only on the site
+    assert any('<details class="answer' in m for m in markdown), "answers are hidden"
+    assert not any("{admonition} Answer" in m for m in markdown), "an answer shows in Jupyter and Colab"
 
 
 def test_every_chapter_is_in_the_toc():

@@ -33,7 +33,7 @@ from .infra.device import default_device
 __all__ = ["L2", "L2_GRID", "LOSSES", "LinearProbe", "fit_probe", "choose_l2", "mean_class_accuracy"]
 
 L2 = 1e-3
-L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 LOSSES = ("softmax", "hinge")
 
 
