@@ -82,10 +82,11 @@ def check(page, url: str) -> list[str]:
     return errors
 
 
-# The article's pictures, less the explorers' views (they change as controls move) and the
-# atlas's tiles (labelled by the atlas itself): [src, alt, has a caption].
+# The article's pictures, less the explorers' views (they change as controls move), the
+# atlas's tiles (labelled by the atlas itself) and the theme's buttons (the launch logos):
+# [src, alt, has a caption].
 PICTURES = """() => Array.from(document.querySelectorAll('article img, main img'))
-    .filter(i => !i.closest('.jupyter-widgets') && !i.closest('#atlas'))
+    .filter(i => !i.closest('.jupyter-widgets, #atlas, header, nav, .bd-header-article'))
     .map(i => { const f = i.closest('figure');
                 return [i.getAttribute('src') || '', (i.getAttribute('alt') || '').trim(),
                         !!(f && f.querySelector('figcaption'))]; })"""

@@ -12,7 +12,7 @@ def test_html_has_a_caption_a_header_and_a_row_per_entry_escaped():
     assert html.startswith("<table><caption>x &lt; y</caption>")
     assert html.count("<tr>") == 3 and html.count("<td ") == 4 and html.count("<th ") == 2
     assert "&lt;b&gt;" in html and "a &amp; b" in html and "<b>" not in html
-    assert '<td style="text-align:right">12.5 ± 1.0</td>' in html      # numbers to the right
+    assert '<td style="text-align:right;white-space:nowrap">12.5 ± 1.0</td>' in html   # numbers: right, whole
     assert '<td style="text-align:left">a &amp; b</td>' in html
 
 

@@ -45,8 +45,10 @@ class Table:
                  for j in range(len(self.header))]
 
         def cells(tag, row):
-            return "".join(f'<{tag} style="text-align:{a}">{html.escape(c)}'
-                           f"</{tag}>" for c, a in zip(row, align))
+            # a number is never broken across lines ("63.5 ±" over "3.9"); a header may be
+            whole = ";white-space:nowrap" if tag == "td" else ""
+            return "".join(f'<{tag} style="text-align:{a}{whole if a == "right" else ""}">'
+                           f"{html.escape(c)}</{tag}>" for c, a in zip(row, align))
 
         caption = (f"<caption>{html.escape(self.caption)}</caption>"
                    if self.caption else "")
