@@ -73,13 +73,16 @@ def occluded(images: Tensor, top: Tensor, left: Tensor, window: tuple[int, int],
 
 
 def per_image(value, n: int, name: str, device) -> Tensor:
-    """``value`` (an int or one per image) as a LongTensor ``[n]``; floats are refused."""
-    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or (
-            torch.is_tensor(value) and not value.is_floating_point() and value.dtype != torch.bool)
-            or (isinstance(value, (list, tuple)) and all(isinstance(v, numbers.Integral)
-                                                         and not isinstance(v, bool) for v in value))):
-        raise TypeError(f"{name} must be an int or one int per image ({n}), got {value!r}")
-    value = torch.as_tensor(value, dtype=torch.long, device=device).reshape(-1)
+    """``value`` (an int or one per image: a sequence, tensor or array of ints) as a
+    LongTensor ``[n]``; floats and booleans are refused, not truncated."""
+    what = f"{name} must be an int or one int per image ({n}), got {value!r}"
+    try:
+        ints = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(what) from None
+    if ints.is_floating_point() or ints.is_complex() or ints.dtype == torch.bool:
+        raise TypeError(what)
+    value = ints.to(device=device, dtype=torch.long).reshape(-1)
     if value.numel() == 1:
         value = value.expand(n)
     if value.numel() != n:
