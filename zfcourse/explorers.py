@@ -73,6 +73,11 @@ def _shown(box: W.Widget) -> W.Widget:
     return box
 
 
+def _live(controls: list, out: W.Output, more: list | None = None) -> W.Widget:
+    """A live explorer, shown: its controls in a row (``more`` in a second) above ``out``."""
+    return _shown(W.VBox([W.HBox(controls), *([W.HBox(more)] if more else []), out]))
+
+
 def show_in(out: W.Output, fig) -> None:
     """Replace what an Output widget shows with a matplotlib figure."""
     out.clear_output(wait=True)
@@ -115,9 +120,7 @@ def feature_map_explorer(world, images: torch.Tensor, layer: str = "conv1", chan
     image_w.observe(on_layer, "value")
     channel_w.observe(redraw, "value")
     on_layer()
-    box = W.VBox([W.HBox([image_w, layer_w, channel_w]), out])
-    display(box)
-    return box
+    return _live([image_w, layer_w, channel_w], out)
 
 
 def _pooling(row: int, col: int, size: int, kernel: int, stride: int):
@@ -148,9 +151,7 @@ def pooling_explorer(row: int = 2, col: int = 2, size: int = 7, kernel: int = 3,
     row_w.observe(redraw, "value")
     col_w.observe(redraw, "value")
     redraw()
-    box = W.VBox([W.HBox([row_w, col_w]), out])
-    display(box)
-    return box
+    return _live([row_w, col_w], out)
 
 
 def _projection_figure(world, x: torch.Tensor, layer: str, channel: int, position, value: float, rules):
@@ -220,9 +221,7 @@ def projection_explorer(world, images: torch.Tensor, layer: str = "conv5", rules
     image_w.observe(on_image_or_layer, "value")
     layer_w.observe(on_image_or_layer, "value")
     on_image_or_layer()
-    box = W.VBox([W.HBox([image_w, layer_w]), W.HBox([channel_w, row_w, col_w]), out])
-    display(box)
-    return box
+    return _live([image_w, layer_w], out, [channel_w, row_w, col_w])
 
 
 def top9_explorer(world, tops: dict[str, TopK], images, layer: str | None = None, channel: int = 0,
@@ -253,9 +252,7 @@ def top9_explorer(world, tops: dict[str, TopK], images, layer: str | None = None
     layer_w.observe(on_layer, "value")
     channel_w.observe(redraw, "value")
     redraw()
-    box = W.VBox([W.HBox([layer_w, channel_w]), out])
-    display(box)
-    return box
+    return _live([layer_w, channel_w], out)
 
 
 def evolution_explorer(evolutions: dict[str, Evolution]):

@@ -123,6 +123,11 @@ def feature_maps(maps: torch.Tensor, channels, ncols: int = 8, size: float = 1.3
     for ax, c, m in zip(axes.flat, channels, chosen):
         ax.imshow(m.numpy(), cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
         ax.set_title(f"channel {c}", fontsize=8)
+    return finished(fig, axes, title)
+
+
+def finished(fig, axes, title: str | None = None):
+    """``fig`` with every axis of ``axes`` bare, ``title`` above it and the layout tightened."""
     for ax in axes.flat:
         ax.axis("off")
     if title:

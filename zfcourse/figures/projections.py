@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 from torch import Tensor
 
-from .common import draw_box, signed_scale, to_rgb
+from .common import draw_box, finished, signed_scale, to_rgb
 
 __all__ = ["show_projections"]
 
@@ -48,9 +48,4 @@ def show_projections(image: Tensor, rows: Sequence[tuple[str, Mapping[str, Tenso
             if box is not None and (margin or not crop):
                 draw_box(ax, (box[0] - top, box[1] - left, box[2] - top, box[3] - left), color="tab:orange", lw=1)
             ax.set_title(name, fontsize=9)
-    for ax in axes.flat:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return finished(fig, axes, title)
