@@ -311,7 +311,6 @@ class _Run:
             self._epoch(train_set, bar)
             if val_set is not None:
                 history.val_accuracy.append(evaluate(self.net, val_set, device=self.device))
-                self.net.train()
                 bar.set_postfix(val_acc=f"{history.val_accuracy[-1]:.3f}")
             if epoch in self.recipe["snapshots"]:
                 history.snapshots[epoch] = _snapshot(self.model, self.net, self.recipe["batchnorm"])
