@@ -43,7 +43,7 @@ def test_trained_plain_renormalises_and_caches(tiny_synthetic, monkeypatch):
 
 def test_subset_is_even_and_consistent(tiny_synthetic):
     data = worlds.synthetic_data("train")
-    part = minis._subset(data, 50)
+    part = minis.subset(data, 50)
     assert len(part) == 50 and len(part.masks) == 50 and len(data) == 200
     i = int((data.images == part.images[7]).flatten(1).all(1).nonzero()[0])
     assert data.labels[i] == part.labels[7]
@@ -72,3 +72,14 @@ def test_as_world_swaps_in_the_mini_and_its_images(imagenet_standin):
     assert w.model is mini and w.image_size == 64 and x.shape == (3, 64, 64)
     assert torch.allclose(w.normalize(w.denormalize(x)), x, atol=1e-5)
     assert world.model is not mini and world.image_size == 224
+
+
+def test_trained_paper_renormalises_every_conv_layer(tiny_synthetic, monkeypatch):
+    monkeypatch.setitem(minis.PAPER_RECIPE, "epochs", 1)
+    monkeypatch.setitem(minis.PAPER_RECIPE, "renorm_radius", 0.02)
+    world = zfcourse.world("synthetic")
+    model, hist = minis.trained_paper(world, "alexnet", progress=False)
+    convs = [m for m in models.sequence(model) if isinstance(m, nn.Conv2d)]
+    assert hist.rescaled[0] > 0 and len(convs) == 5
+    # He et al.'s initial RMS above layer 1 is over 0.02, so every layer is capped
+    assert all(m.weight.detach().pow(2).mean((1, 2, 3)).sqrt().max() <= 0.02 + 1e-6 for m in convs)

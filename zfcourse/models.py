@@ -26,7 +26,7 @@ from .infra.device import placed
 __all__ = [
     "alexnet", "zfnet", "mini_alexnet", "mini_zfnet",
     "sequence", "layer_names", "layer_index", "get_layer", "activations", "check_images",
-    "conv_of", "map_size", "summary", "format_summary", "strongest_channels", "strongest_unit",
+    "conv_of", "map_size", "summary", "strongest_channels", "strongest_unit",
 ]
 
 
@@ -50,27 +50,30 @@ def alexnet(pretrained: bool = False, num_classes: int = 1000, progress: bool = 
     return model
 
 
-def _convnet(conv1: nn.Conv2d, conv2: nn.Conv2d, widths, hidden: int, num_classes: int,
+def _convnet(conv1: nn.Conv2d, conv2: nn.Conv2d, middle, hidden, num_classes: int,
              pool: dict, norm: bool, pooled: int, dropout: float, input_size: int) -> nn.Sequential:
-    """Five conv layers and three dense ones, in the order of the paper's Fig. 3:
-    filter, rectify, max pool, contrast normalise."""
-    c1, c2, c3, c4, c5 = widths
-
+    """Two conv layers (filter, rectify, max pool, contrast normalise), the 3x3 conv
+    layers of ``middle`` (their widths), a max pool, and a dense layer for each width of
+    ``hidden`` before the classifier: the order of the paper's Fig. 3, which has three
+    middle layers and two hidden ones; Table 3 removes or widens them."""
     def lrn():
         return [nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if norm else []
 
+    def conv3x3(c_in, c_out):
+        return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True)]
+
+    widths = (conv2.out_channels, *middle)
     features = nn.Sequential(
         conv1, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, **pool), *lrn(),
         conv2, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, **pool), *lrn(),
-        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True),
+        *[m for c_in, c_out in zip(widths, widths[1:]) for m in conv3x3(c_in, c_out)],
         nn.MaxPool2d(3, 2, **pool),
     )
+    sizes = (widths[-1] * pooled * pooled, *hidden)
     classifier = nn.Sequential(
-        nn.Dropout(dropout), nn.Linear(c5 * pooled * pooled, hidden), nn.ReLU(inplace=True),
-        nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-        nn.Linear(hidden, num_classes),
+        *[m for n_in, n_out in zip(sizes, sizes[1:])
+          for m in (nn.Dropout(dropout), nn.Linear(n_in, n_out), nn.ReLU(inplace=True))],
+        nn.Linear(sizes[-1], num_classes),
     )
     model = nn.Sequential(OrderedDict(
         features=features,
@@ -103,12 +106,13 @@ def zfnet(num_classes: int = 1000) -> nn.Sequential:
     """
     return _convnet(
         nn.Conv2d(3, 96, 7, stride=2, padding=1), nn.Conv2d(96, 256, 5, stride=2),
-        widths=(96, 256, 384, 384, 256), hidden=4096, num_classes=num_classes,
+        middle=(384, 384, 256), hidden=(4096, 4096), num_classes=num_classes,
         pool=dict(ceil_mode=True), norm=True, pooled=6, dropout=0.5, input_size=224,
     )
 
 
 MINI_WIDTHS = (48, 96, 128, 128, 96)
+MINI_HIDDEN = (256, 256)
 
 
 def mini_alexnet(num_classes: int) -> nn.Sequential:
@@ -122,23 +126,38 @@ def mini_alexnet(num_classes: int) -> nn.Sequential:
     """
     return _convnet(
         nn.Conv2d(3, MINI_WIDTHS[0], 11, stride=4, padding=5), nn.Conv2d(MINI_WIDTHS[0], MINI_WIDTHS[1], 5, padding=2),
-        widths=MINI_WIDTHS, hidden=256, num_classes=num_classes,
+        middle=MINI_WIDTHS[2:], hidden=MINI_HIDDEN, num_classes=num_classes,
         pool=dict(padding=1), norm=False, pooled=2, dropout=0.5, input_size=64,
     )
 
 
-def mini_zfnet(num_classes: int) -> nn.Sequential:
+def mini_zfnet(num_classes: int, middle=MINI_WIDTHS[2:], hidden=MINI_HIDDEN) -> nn.Sequential:
     """A ZF-style network for 64x64 images: 7x7 filters at stride 2 in layer 1.
 
     Maps at 64 px: conv1 32, pool1 16, conv2 8 (5x5 at stride 2, as ZFNet),
     pool2 4, conv3-5 4, pool5 2: the same sizes as :func:`mini_alexnet` from
     pool2 on, with a layer 1 that samples the image four times more densely.
+
+    ``middle`` (the widths of the 3x3 conv layers above layer 2, at least one) and
+    ``hidden`` (the widths of the dense layers below the classifier, possibly none)
+    make the variants of the paper's Table 3: ``middle=(96,)`` removes layers 3 and 4,
+    ``hidden=()`` layers 6 and 7. The layers keep the paper's names by position, so
+    in a network without layers 3 and 4 the last conv layer is ``conv3``.
     """
+    middle, hidden = _widths(middle, "middle", 1), _widths(hidden, "hidden", 0)
     return _convnet(
         nn.Conv2d(3, MINI_WIDTHS[0], 7, stride=2, padding=3), nn.Conv2d(MINI_WIDTHS[0], MINI_WIDTHS[1], 5, stride=2, padding=2),
-        widths=MINI_WIDTHS, hidden=256, num_classes=num_classes,
+        middle=middle, hidden=hidden, num_classes=num_classes,
         pool=dict(padding=1), norm=False, pooled=2, dropout=0.5, input_size=64,
     )
+
+
+def _widths(widths, name: str, minimum: int) -> tuple[int, ...]:
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__len__"):
+        raise TypeError(f"{name} must be a tuple of layer widths (ints), got {widths!r}")
+    if len(widths) < minimum:
+        raise ValueError(f"{name} must hold at least {minimum} width(s), got {tuple(widths)!r}")
+    return tuple(count(w, f"each width of {name}") for w in widths)
 
 
 def sequence(model: nn.Module) -> list[nn.Module]:
@@ -394,13 +413,3 @@ def summary(model: nn.Module, size: int | None = None) -> list[dict]:
                          "output": tuple(out[name].shape[1:]), "parameters": params})
             ops, params = [], 0
     return rows
-
-
-def format_summary(rows: list[dict]) -> str:
-    """:func:`summary` as a fixed-width text table, with a total."""
-    lines = [f"{'layer':<7}{'operation':<34}{'output':<18}{'parameters':>12}"]
-    for r in rows:
-        shape = " x ".join(map(str, r["output"]))
-        lines.append(f"{r['layer']:<7}{r['operation']:<34}{shape:<18}{r['parameters']:>12,}")
-    lines.append(f"{'total':<59}{sum(r['parameters'] for r in rows):>12,}")
-    return "\n".join(lines)

@@ -32,3 +32,14 @@ def test_text_is_aligned_numbers_to_the_right():
 def test_rows_must_match_the_header():
     with pytest.raises(ValueError, match="row 1 has 1 cells"):
         table([["a", "b"], ["c"]], header=["x", "y"])
+
+
+def test_summary_table_has_a_row_per_layer_and_the_total():
+    from zfcourse import models
+    from zfcourse.figures.tables import summary_table
+    rows = models.summary(models.mini_zfnet(10))
+    t = summary_table(rows, caption="mini")
+    assert len(t.rows) == len(rows) + 1 and t.rows[0][0] == "conv1"
+    assert t.rows[-1] == ["total", "", "", f"{sum(r['parameters'] for r in rows):,}"]
+    assert t.rows[0][2] == " x ".join(map(str, rows[0]["output"])) and t.numeric(3)
+    assert len(summary_table(rows, total=False).rows) == len(rows)

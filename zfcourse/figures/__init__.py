@@ -26,8 +26,8 @@ from .common import (
                      signed_scale,
                      to_rgb,
 )
-from .tables import Table, table
+from .tables import Table, summary_table, table
 
 __all__ = ["common", "pooling", "projections", "fig2", "fig4", "fig5", "fig6", "fig7", "fig9", "tables",
-           "Table", "table", "draw_box", "feature_maps", "image_grid", "montage", "scale_each", "show_feature_map", "show_filters", "show_image",
+           "Table", "table", "summary_table", "draw_box", "feature_maps", "image_grid", "montage", "scale_each", "show_feature_map", "show_filters", "show_image",
            "signed_scale", "to_rgb"]

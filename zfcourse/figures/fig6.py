@@ -1,6 +1,6 @@
-"""The paper's Fig. 6: what the first layer learns (Sec. 4.1), from :mod:`zfcourse.filters`:
-the radial power spectrum of each network's conv1 filters, and the RMS of each filter
-with and without renormalisation."""
+"""The paper's Fig. 6: what the first layer learns (Sec. 4.1), from :mod:`zfcourse.filters`
+and :mod:`zfcourse.aliasing`: the radial power spectrum of each network's conv1 filters,
+the RMS of each filter with and without renormalisation, and the measures as a table."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from .. import filters
+from ..aliasing import Aliasing
+from .tables import Table, table
 
-__all__ = ["spectra", "rms_histogram"]
+__all__ = ["spectra", "rms_histogram", "band_table"]
 
 
 def spectra(nets: dict[str, nn.Module], layer: str = "conv1", noise_kernel: int = 7, seed: int = 0):
@@ -45,3 +47,17 @@ def rms_histogram(rms: dict[str, torch.Tensor], radius: float, layer: str = "con
     ax.set_ylabel("filters")
     ax.legend(fontsize=8)
     return fig
+
+
+def band_table(rows: list[dict], folded: dict[str, Aliasing] | None = None, caption: str | None = None) -> Table:
+    """The rows of :func:`zfcourse.filters.filter_table` as a table: each network's layer
+    shape, dead-filter share and band shares, and with ``folded`` (``{network: Aliasing}``)
+    the mean share of filter power its stride folds back."""
+    header = ["network", "filters", "dead", "low", "mid", "high"]
+    body = [[r["model"], f"{r['kernel']}x{r['kernel']} at stride {r['stride']}", f"{r['dead']:.0%}",
+             *(f"{r[band]:.2f}" for band in ("low", "mid", "high"))] for r in rows]
+    if folded is not None:
+        header.append("power folded back")
+        for cells, r in zip(body, rows):
+            cells.append(f"{folded[r['model']].mean():.0%}")
+    return table(body, header=header, caption=caption)

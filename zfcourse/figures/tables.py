@@ -13,7 +13,7 @@ import html
 import re
 from typing import Sequence
 
-__all__ = ["Table", "table"]
+__all__ = ["Table", "table", "summary_table"]
 
 _NUMBER = re.compile(r"^[−+-]?\d[\d,]*(\.\d+)?%?( ± \d+(\.\d+)?%?)?$")
 
@@ -81,3 +81,13 @@ def table(rows: Sequence[Sequence], header: Sequence,
     """A :class:`Table` of ``rows`` (each a sequence of cells, one per ``header``
     entry); make it a cell's last expression, or pass it to ``display``."""
     return Table(header, rows, caption)
+
+
+def summary_table(rows: list[dict], caption: str | None = None, total: bool = True) -> Table:
+    """The rows of :func:`zfcourse.models.summary` as a table: each layer's name, operation,
+    output shape and parameters, and with ``total`` a last row of all the parameters."""
+    body = [[r["layer"], r["operation"], " x ".join(map(str, r["output"])), f"{r['parameters']:,}"]
+            for r in rows]
+    if total:
+        body.append(["total", "", "", f"{sum(r['parameters'] for r in rows):,}"])
+    return table(body, header=["layer", "operation", "output", "parameters"], caption=caption)
