@@ -112,6 +112,28 @@ def test_box_masks_and_parts_of_an_object():
         part_boxes(torch.zeros(1, 8, 8), "centre", 3)
 
 
+def test_the_top_part_is_the_highest_point_moved_onto_the_object():
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    diamond = ((yy - 16).abs() + (xx - 16).abs() <= 10).float()     # a square on its corner
+    bar = torch.zeros(32, 32)
+    bar[10:21, 4:29] = 1                                            # a flat top: its middle
+    boxes = part_boxes(torch.stack([diamond, bar]), "top", 6)
+    assert boxes[0].tolist() == [6, 13, 12, 19]       # the corner at (6, 16), centre 3 px lower
+    assert boxes[1].tolist() == [10, 13, 16, 19]      # the top row's middle (10, 16), then inside
+
+
+def test_the_top_of_a_synthetic_object_is_the_same_part_whatever_its_angle():
+    from zfcourse.data import synthetic
+    images, masks, labels = synthetic.render(range(40), "val")
+    squares = [i for i in range(40) if synthetic.TRAIN_PAIRS[int(labels[i])][0] == "square"]
+    m = masks[squares].float()
+    top = part_boxes(m, "top", 8)
+    centre = part_boxes(m, "centre", 1)
+    covered = (box_masks(top, 64) & (m > 127)).sum((1, 2)) / 64
+    assert len(squares) >= 4 and (covered > 0.6).all()   # on the object, at a corner
+    assert (top[:, 0] + 4 < centre[:, 0]).all()          # and above its centre in every image
+
+
 def test_random_boxes_lie_on_the_region_when_they_fit():
     g = torch.Generator().manual_seed(0)
     region = torch.zeros(50, 32, 32, dtype=torch.bool)
@@ -164,7 +186,7 @@ def test_compare_parts_scores_every_set_and_part_as_one_call_would():
     result = compare_parts(model, images, region, sets, 6, layers=layers,
                            generator=torch.Generator().manual_seed(1))
     assert isinstance(result, PartComparison)
-    assert result.parts == ["centre", "tip", "random"] and result.layers == layers
+    assert result.parts == ["centre", "top", "tip", "random"] and result.layers == layers
     replay = torch.Generator().manual_seed(1)         # the same draws, in the same order
     for k, s in enumerate(sets):
         for part in result.parts:

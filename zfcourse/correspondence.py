@@ -46,7 +46,7 @@ from .occluder import fill_value
 __all__ = ["box_masks", "random_boxes", "part_boxes", "PARTS", "COMPARED", "feature_differences",
            "sign_hamming", "consistency", "correspondence", "PartComparison", "compare_parts"]
 
-PARTS = ("centre", "tip")
+PARTS = ("centre", "top", "tip")
 COMPARED = PARTS + ("random",)   # the parts of the chapter's Table 1, random parts last
 # In units of the dtype's machine epsilon: a few hundred ulps of the layer's largest
 # feature covers the reordering of sums over thousands of terms, and is still far below
@@ -89,12 +89,16 @@ def part_boxes(masks: Tensor, part: str, size: int, generator: torch.Generator |
     """Square boxes ``[N, 4]`` of side ``size`` on a part of each object, found from its mask.
 
     ``masks`` ``[N, H, W]`` (object coverage, any scale; above half the maximum is inside).
-    ``part``: ``"centre"``: centred at the object's centroid; ``"tip"``: on the object pixel
-    farthest from the centroid (a corner of a square, a vertex of a triangle, the end of an
-    arm of a cross), its centre moved ``size / 2`` towards the centroid so that the box covers
-    the tip of the object rather than the background around it; ``"random"``: a random part
-    of the object, drawn with ``generator`` (:func:`random_boxes` with ``region=masks``).
-    Boxes are moved inside the image where they would leave it.
+    ``part``: ``"centre"``: centred at the object's centroid; ``"top"``: on the object's
+    highest point (the middle of its top row of pixels): for the synthetic shapes the same
+    part in every image of a class (the uppermost corner of a square, vertex of a triangle,
+    arm end of a cross, the top of a disc's or ring's rim), at the same place on the object,
+    as the paper's left eyes are on frontal faces; ``"tip"``: on the object pixel farthest
+    from the centroid (a corner, a vertex or an arm end too, but pointing anywhere);
+    ``"random"``: a random part of the object, drawn with ``generator``
+    (:func:`random_boxes` with ``region=masks``). A top or tip box has its centre moved
+    ``size / 2`` towards the centroid, so that it covers the object rather than the
+    background around it. Boxes are moved inside the image where they would leave it.
     """
     if part not in COMPARED:
         raise ValueError(f"unknown part {part!r}; valid: {', '.join(COMPARED)}")
@@ -110,6 +114,11 @@ def part_boxes(masks: Tensor, part: str, size: int, generator: torch.Generator |
         dist = torch.where(inside, (hh - cy[:, None, None]) ** 2 + (ww - cx[:, None, None]) ** 2, -1.0)
         far = dist.flatten(1).argmax(1)
         ty, tx = (far // W).float(), (far % W).float()
+    if part == "top":
+        ty = inside.any(2).float().argmax(1)                       # the first row with object
+        row = inside[torch.arange(len(inside)), ty.long()].float()
+        ty, tx = ty.float(), (row * ww[0]).sum(1) / row.sum(1)
+    if part in ("tip", "top"):
         inward = (size / 2 / torch.hypot(cy - ty, cx - tx).clamp_min(1e-6)).clamp(max=1)
         cy, cx = ty + inward * (cy - ty), tx + inward * (cx - tx)
     return _box_around(cy, cx, size, (H, W))
