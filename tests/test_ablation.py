@@ -77,3 +77,14 @@ def test_a_variant_trains_with_the_minis_recipe_and_caches(tiny_synthetic, monke
     ablation.trained(world, "removed layers 3, 4", progress=False)
     with pytest.raises(TypeError, match="seed must be an int"):
         ablation.trained(world, ablation.BASELINE, seed=1.5)
+
+
+def test_in_the_imagenet_world_a_variant_trains_on_small_imagenette(imagenet_standin, monkeypatch):
+    monkeypatch.setitem(zfcourse.worlds.RECIPE, "epochs", 1)
+    monkeypatch.setitem(zfcourse.worlds.RECIPE, "batch_size", 8)
+    world = zfcourse.world("imagenet")
+    train_set, val_set = minis.training_data(world)
+    model, hist = ablation.trained(world, "removed layers 3, 4, 6, 7", progress=False)
+    assert _count(model, nn.Linear) == 1 and len(hist.val_accuracy) == 1
+    got = ablation.errors(model, train_set, val_set, train_images=20)
+    assert set(got) == {"train top-1", "val top-1", "val top-5"} and all(0 <= v <= 1 for v in got.values())
