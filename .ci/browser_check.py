@@ -77,9 +77,18 @@ def check(page, url: str) -> list[str]:
     bars = page.evaluate("document.querySelectorAll('.widget-hprogress, .widget-vprogress').length")
     if bars:   # a finished progress bar on a static page says nothing and leaves a gap
         errors.append(f"{bars} progress bar(s) on the page")
+    for line in page.evaluate(CUT_OFF):
+        errors.append(f"code or output runs past the column's edge: {line!r}")
     broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
     errors += [f"image did not load: {src}" for src in broken]
     return errors
+
+
+# Code and printed output wider than their box (a reader would have to scroll sideways,
+# or misses the end): the longest line of each.
+CUT_OFF = """() => Array.from(document.querySelectorAll('div.cell pre'))
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.innerText.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 80))"""
 
 
 # The article's pictures, less the explorers' views (they change as controls move), the
